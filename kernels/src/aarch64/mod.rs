@@ -1,0 +1,3 @@
+//! aarch64 SIMD path (Advanced SIMD, always present on aarch64).
+
+pub(crate) mod neon;

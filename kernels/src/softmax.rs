@@ -1,0 +1,175 @@
+//! Softmax cross-entropy over rows of logits, and forward-only scoring.
+//!
+//! Shapes: `logits` is `(N, V)` row-major, `targets` is `(N)` with every
+//! target below V. Rows are independent, so a caller may split them across
+//! threads and add the returned sums.
+//!
+//! Each row is read in blocks of [`BLOCK`] columns. The first pass keeps a
+//! running maximum m and a running sum s of e^(x - m) (rescaling s when a
+//! block raises m), reading each block twice while it sits in L1. The
+//! second pass writes the gradient. Subtracting the maximum keeps logits of
+//! any finite magnitude (1e4 and beyond) from overflowing.
+
+use crate::activation::{scalar_exp, scalar_ln_f64};
+use crate::dispatch::{Isa, Kernels};
+
+/// Columns per block: 2048 f32 are 8 KiB, which fits in any L1 data cache
+/// alongside the other operands.
+pub const BLOCK: usize = 2048;
+
+fn check_shapes(name: &str, rows: usize, vocab: usize, logits: usize, targets: &[u32]) {
+    assert_eq!(
+        logits,
+        rows * vocab,
+        "{name}: logits must be (N, V) = {rows} x {vocab}"
+    );
+    assert_eq!(
+        targets.len(),
+        rows,
+        "{name}: targets must have N = {rows} elements"
+    );
+    assert!(vocab > 0 || rows == 0, "{name}: V must be positive");
+    for (r, &t) in targets.iter().enumerate() {
+        assert!(
+            (t as usize) < vocab,
+            "{name}: target {t} of row {r} is not below V = {vocab}"
+        );
+    }
+}
+
+/// Scalar twins; the SIMD paths implement `row_max_sum` and `row_gradient`
+/// and share `row_loss`.
+pub(crate) mod scalar {
+    use super::*;
+
+    /// Running maximum and sum of e^(x - max) over one row.
+    pub fn row_max_sum(row: &[f32]) -> (f32, f32) {
+        let mut m = f32::NEG_INFINITY;
+        let mut s = 0.0f32;
+        for block in row.chunks(BLOCK) {
+            let mut block_max = f32::NEG_INFINITY;
+            for &x in block {
+                // `!(x <= block_max)` also takes NaN, which then propagates.
+                if !(x <= block_max) {
+                    block_max = x;
+                }
+            }
+            if !(block_max <= m) {
+                s *= scalar_exp(m - block_max);
+                m = block_max;
+            }
+            for &x in block {
+                s += scalar_exp(x - m);
+            }
+        }
+        (m, s)
+    }
+
+    /// Writes (softmax - onehot(target)) * scale over one row in place.
+    pub fn row_gradient(row: &mut [f32], target: usize, max: f32, sum: f32, scale: f32) {
+        let factor = scale / sum;
+        for x in row.iter_mut() {
+            *x = scalar_exp(*x - max) * factor;
+        }
+        row[target] -= scale;
+    }
+}
+
+/// -log softmax(x)[target] = max + ln(sum) - x[target], in f64.
+pub(crate) fn row_loss(target_logit: f32, max: f32, sum: f32) -> f64 {
+    max as f64 + scalar_ln_f64(sum as f64) - target_logit as f64
+}
+
+impl Kernels {
+    fn row_max_sum(&self, row: &[f32]) -> (f32, f32) {
+        match self.isa() {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => crate::x86::avx512::softmax_row_max_sum(row),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => crate::x86::avx2::softmax_row_max_sum(row),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => crate::aarch64::neon::softmax_row_max_sum(row),
+            _ => scalar::row_max_sum(row),
+        }
+    }
+
+    /// Softmax cross-entropy, fused: returns the summed loss and writes the
+    /// gradient in place.
+    ///
+    /// - `logits`: `(N, V)`; on return `(softmax(row) - onehot(target)) * scale`.
+    /// - `targets`: `(N)`, each below V.
+    /// - `scale`: usually 1/(number of targets in the whole batch), so the
+    ///   gradient is that of the mean loss.
+    ///
+    /// Returns the sum over rows of -log softmax(row)[target], accumulated in
+    /// f64. A NaN logit makes that row's loss and gradient NaN.
+    ///
+    /// # Panics
+    /// When the lengths do not match `rows` and `vocab`, or a target is not
+    /// below `vocab`.
+    pub fn softmax_cross_entropy(
+        &self,
+        rows: usize,
+        vocab: usize,
+        logits: &mut [f32],
+        targets: &[u32],
+        scale: f32,
+    ) -> f64 {
+        check_shapes("softmax_cross_entropy", rows, vocab, logits.len(), targets);
+        let mut loss = 0.0f64;
+        for (row, &target) in logits.chunks_exact_mut(vocab.max(1)).zip(targets) {
+            let target = target as usize;
+            let (max, sum) = self.row_max_sum(row);
+            loss += row_loss(row[target], max, sum);
+            match self.isa() {
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 => {
+                    crate::x86::avx512::softmax_row_gradient(row, target, max, sum, scale)
+                }
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => crate::x86::avx2::softmax_row_gradient(row, target, max, sum, scale),
+                #[cfg(target_arch = "aarch64")]
+                Isa::Neon => {
+                    crate::aarch64::neon::softmax_row_gradient(row, target, max, sum, scale)
+                }
+                _ => scalar::row_gradient(row, target, max, sum, scale),
+            }
+        }
+        loss
+    }
+
+    /// Forward-only scoring: writes log softmax(row)[target] of each row to
+    /// `log_probs` (`(N)`) and returns their sum in f64. Nothing else is
+    /// written, so the same logits can be scored again.
+    ///
+    /// # Panics
+    /// When the lengths do not match `rows` and `vocab`, or a target is not
+    /// below `vocab`.
+    pub fn log_softmax_at(
+        &self,
+        rows: usize,
+        vocab: usize,
+        logits: &[f32],
+        targets: &[u32],
+        log_probs: &mut [f32],
+    ) -> f64 {
+        check_shapes("log_softmax_at", rows, vocab, logits.len(), targets);
+        assert_eq!(
+            log_probs.len(),
+            rows,
+            "log_softmax_at: log_probs must have N = {rows} elements"
+        );
+        let mut total = 0.0f64;
+        for ((row, &target), out) in logits
+            .chunks_exact(vocab.max(1))
+            .zip(targets)
+            .zip(log_probs)
+        {
+            let (max, sum) = self.row_max_sum(row);
+            let log_prob = -row_loss(row[target as usize], max, sum);
+            *out = log_prob as f32;
+            total += log_prob;
+        }
+        total
+    }
+}

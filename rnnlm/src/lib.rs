@@ -1,0 +1,1 @@
+//! rnnlm library.
