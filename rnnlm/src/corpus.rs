@@ -1,0 +1,1 @@
+//! Corpus reading: see the module docs once written.

@@ -1,0 +1,1 @@
+//! Dataset fetching: see the module docs once written.
