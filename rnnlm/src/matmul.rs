@@ -1,0 +1,142 @@
+//! Matrix products for the model's shapes, through faer.
+//!
+//! Every product runs faer's sequential kernel on each thread's share of the
+//! output, and the shares are spread with `rayon::join`. faer's own rayon
+//! mode allocates task state on every call (about a dozen allocations per
+//! product, measured with a counting allocator on faer 0.24), which would
+//! break the no-allocation training step; `join` keeps its jobs on the stack.
+
+use faer::linalg::matmul::matmul;
+use faer::{Accum, MatMut, MatRef, Par};
+
+/// Output columns or rows are split at multiples of this, so each thread's
+/// share starts on a whole AVX-512 vector of f32.
+const SPLIT_ALIGN: usize = 16;
+
+/// Views a row-major slice as an `rows x cols` matrix.
+pub fn view(data: &[f32], rows: usize, cols: usize) -> MatRef<'_, f32> {
+    MatRef::from_row_major_slice(data, rows, cols)
+}
+
+/// Views a row-major slice as a mutable `rows x cols` matrix.
+pub fn view_mut(data: &mut [f32], rows: usize, cols: usize) -> MatMut<'_, f32> {
+    MatMut::from_row_major_slice_mut(data, rows, cols)
+}
+
+/// Computes `dst = lhs * rhs` (`Accum::Replace`) or `dst += lhs * rhs`
+/// (`Accum::Add`) on up to `threads` threads of the current rayon pool.
+///
+/// Shapes: `dst` is `(M, N)`, `lhs` `(M, K)`, `rhs` `(K, N)`, in any layout
+/// faer accepts (transposed views included).
+///
+/// # Panics
+/// When the shapes do not match.
+pub fn gemm(
+    threads: usize,
+    dst: MatMut<'_, f32>,
+    accum: Accum,
+    lhs: MatRef<'_, f32>,
+    rhs: MatRef<'_, f32>,
+) {
+    let (m, n) = (dst.nrows(), dst.ncols());
+    let work_per_thread_is_tiny = m * n * lhs.ncols() < 64 * 64 * 64;
+    if threads <= 1 || work_per_thread_is_tiny {
+        matmul(dst, accum, lhs, rhs, 1.0f32, Par::Seq);
+        return;
+    }
+
+    let left_threads = threads / 2;
+    let right_threads = threads - left_threads;
+
+    // Split the longer side of the output, in proportion to the threads
+    // each half gets.
+    if n >= m {
+        let split = aligned_split(n, left_threads, threads);
+        let (dst_left, dst_right) = dst.split_at_col_mut(split);
+        let (rhs_left, rhs_right) = rhs.split_at_col(split);
+        rayon::join(
+            || gemm(left_threads, dst_left, accum, lhs, rhs_left),
+            || gemm(right_threads, dst_right, accum, lhs, rhs_right),
+        );
+    } else {
+        let split = aligned_split(m, left_threads, threads);
+        let (dst_top, dst_bottom) = dst.split_at_row_mut(split);
+        let (lhs_top, lhs_bottom) = lhs.split_at_row(split);
+        rayon::join(
+            || gemm(left_threads, dst_top, accum, lhs_top, rhs),
+            || gemm(right_threads, dst_bottom, accum, lhs_bottom, rhs),
+        );
+    }
+}
+
+/// Returns where to cut `len` so the first part gets `part / whole` of it,
+/// rounded to a multiple of `SPLIT_ALIGN` when `len` allows.
+fn aligned_split(len: usize, part: usize, whole: usize) -> usize {
+    let exact = len * part / whole;
+    let aligned = (exact + SPLIT_ALIGN / 2) / SPLIT_ALIGN * SPLIT_ALIGN;
+    if aligned > 0 && aligned < len {
+        aligned
+    } else {
+        exact
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(m: usize, k: usize, n: usize, a: &[f32], b: &[f32]) -> Vec<f64> {
+        let mut c = vec![0.0f64; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                for p in 0..k {
+                    c[i * n + j] += a[i * k + p] as f64 * b[p * n + j] as f64;
+                }
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn gemm_matches_naive_product_on_split_shapes() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (20, 65, 260),
+            (70, 33, 17),
+            (300, 40, 90),
+            (7, 130, 1001),
+        ] {
+            let a: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+                .collect();
+            let b: Vec<f32> = (0..k * n)
+                .map(|i| ((i * 53 % 97) as f32 - 48.0) / 48.0)
+                .collect();
+            let expected = naive(m, k, n, &a, &b);
+            for threads in [1, 2, 3] {
+                let mut c = vec![1.0f32; m * n];
+                pool.install(|| {
+                    gemm(
+                        threads,
+                        view_mut(&mut c, m, n),
+                        Accum::Add,
+                        view(&a, m, k),
+                        view(&b, k, n),
+                    )
+                });
+                for (got, want) in c.iter().zip(&expected) {
+                    // Products of k terms in [-1, 1]: f32 summation error is
+                    // far below 1e-4 * k.
+                    assert!(
+                        (*got as f64 - (want + 1.0)).abs() < 1e-4 * k as f64,
+                        "{m}x{k}x{n} threads {threads}"
+                    );
+                }
+            }
+        }
+    }
+}

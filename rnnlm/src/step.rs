@@ -1,0 +1,370 @@
+//! Forward and backward passes over one window of B streams by T steps.
+//!
+//! Rows are time-major (row `t * B + b`). Forward: embed, then per layer one
+//! large input product for all steps followed by the recurrent steps, then
+//! the projection and the loss. Backward runs the same in reverse; the
+//! weight gradients of a layer are each one large product over all steps.
+
+use faer::Accum;
+use rayon::prelude::*;
+use rnnlm_kernels::{DropoutRng, Kernels};
+
+use crate::matmul::{gemm, view, view_mut};
+use crate::model::Model;
+use crate::workspace::{Dropout, Workspace};
+
+/// What a forward pass computes after the logits.
+pub enum Mode<'a> {
+    /// Dropout on, masks drawn from `rng`; the loss gradient (of the mean
+    /// over the window's targets) replaces the logits for `backward`.
+    Train {
+        dropout: &'a Dropout,
+        rng: &'a mut DropoutRng,
+    },
+    /// Dropout off; the log-probability of each target is kept.
+    Eval,
+}
+
+/// Shared context of a pass: the kernel path and the thread count.
+#[derive(Clone, Copy, Debug)]
+pub struct Compute {
+    pub kernels: Kernels,
+    pub threads: usize,
+}
+
+/// Runs the forward pass over `steps` steps (at most `ws.steps`) and returns
+/// the summed negative log-likelihood of the `steps * B` targets.
+///
+/// `inputs` and `targets` are `(steps, B)` time-major token ids below V.
+/// The hidden state starts from what `ws` carries and is not advanced: call
+/// `Workspace::carry_state` afterwards to carry it to the next window.
+pub fn forward(
+    cx: Compute,
+    model: &Model,
+    ws: &mut Workspace,
+    inputs: &[u32],
+    targets: &[u32],
+    steps: usize,
+    mode: Mode<'_>,
+) -> f64 {
+    let k = cx.kernels;
+    let config = &model.config;
+    let layout = &model.layout;
+    let params = &model.params;
+    let (batch, hidden, vocab) = (ws.batch, config.hidden, config.vocab);
+    let rows = steps * batch;
+    assert!(
+        steps <= ws.steps,
+        "forward: {steps} steps do not fit a workspace of {}",
+        ws.steps
+    );
+    assert_eq!(
+        inputs.len(),
+        rows,
+        "forward: inputs must be (steps, B) = {steps} x {batch}"
+    );
+    assert_eq!(
+        targets.len(),
+        rows,
+        "forward: targets must be (steps, B) = {steps} x {batch}"
+    );
+
+    let (dropout, mut rng) = match mode {
+        Mode::Train { dropout, rng } => (Some(dropout), Some(rng)),
+        Mode::Eval => (None, None),
+    };
+
+    // Embedding lookup into the first layer's input.
+    let embed = config.embed;
+    k.embedding_gather(
+        embed,
+        &params[layout.embedding.clone()],
+        inputs,
+        &mut ws.inputs[0][..rows * embed],
+    );
+
+    for (l, ranges) in layout.layers.iter().enumerate() {
+        let input_size = config.layer_input(l);
+        let input = &mut ws.inputs[l][..rows * input_size];
+        if let (Some(dropout), Some(rng)) = (dropout, rng.as_deref_mut())
+            && dropout.at_input(l) > 0.0
+        {
+            let mask = mask_for(
+                &mut ws.input_masks[l],
+                dropout.variational,
+                batch,
+                rows,
+                input_size,
+            );
+            k.dropout_mask(rng, dropout.at_input(l), mask);
+            k.dropout_apply(input, mask);
+        }
+
+        // Input contribution of every step at once: gates = X Wx.
+        let gates = &mut ws.gates[l][..rows * 4 * hidden];
+        gemm(
+            cx.threads,
+            view_mut(gates, rows, 4 * hidden),
+            Accum::Replace,
+            view(input, rows, input_size),
+            view(&params[ranges.wx.clone()], input_size, 4 * hidden),
+        );
+
+        // Recurrent steps: gates_t += h_{t-1} Wh, then the fused cell.
+        let wh = view(&params[ranges.wh.clone()], hidden, 4 * hidden);
+        let bias = &params[ranges.bias.clone()];
+        let state = batch * hidden;
+        for t in 0..steps {
+            let gates_t = &mut gates[t * 4 * state..(t + 1) * 4 * state];
+            let (h_prev, h_next) = ws.h[l].split_at_mut((t + 1) * state);
+            let h_prev = &h_prev[t * state..];
+            gemm(
+                cx.threads,
+                view_mut(gates_t, batch, 4 * hidden),
+                Accum::Add,
+                view(h_prev, batch, hidden),
+                wh,
+            );
+
+            let (c_prev, c_next) = ws.c[l].split_at_mut((t + 1) * state);
+            k.lstm_forward(
+                batch,
+                hidden,
+                gates_t,
+                bias,
+                &c_prev[t * state..],
+                &mut c_next[..state],
+                &mut h_next[..state],
+                &mut ws.tanh_c[l][t * state..(t + 1) * state],
+            );
+        }
+
+        // The layer's output feeds the next layer (dropout applied there) or
+        // the projection.
+        let output = &ws.h[l][state..state + rows * hidden];
+        if l + 1 < config.layers {
+            ws.inputs[l + 1][..rows * hidden].copy_from_slice(output);
+        } else {
+            ws.top[..rows * hidden].copy_from_slice(output);
+        }
+    }
+
+    let top = &mut ws.top[..rows * hidden];
+    if let (Some(dropout), Some(rng)) = (dropout, rng.as_deref_mut())
+        && dropout.output > 0.0
+    {
+        let mask = mask_for(
+            &mut ws.output_mask,
+            dropout.variational,
+            batch,
+            rows,
+            hidden,
+        );
+        k.dropout_mask(rng, dropout.output, mask);
+        k.dropout_apply(top, mask);
+    }
+
+    // Projection: logits = top P^T + out_bias, with P = E when tied.
+    let logits = &mut ws.logits[..rows * vocab];
+    gemm(
+        cx.threads,
+        view_mut(logits, rows, vocab),
+        Accum::Replace,
+        view(top, rows, hidden),
+        view(&params[layout.projection()], vocab, hidden).transpose(),
+    );
+    k.add_row_bias(logits, &params[layout.out_bias.clone()]);
+
+    // Loss, rows split across threads.
+    let rows_per_task = rows.div_ceil(cx.threads.max(1)).max(1);
+    if dropout.is_some() {
+        let scale = 1.0 / rows as f32;
+        logits
+            .par_chunks_mut(rows_per_task * vocab)
+            .zip(targets.par_chunks(rows_per_task))
+            .map(|(block, block_targets)| {
+                k.softmax_cross_entropy(block_targets.len(), vocab, block, block_targets, scale)
+            })
+            .sum()
+    } else {
+        let log_probs = &mut ws.log_probs[..rows];
+        let log_likelihood: f64 = logits
+            .par_chunks(rows_per_task * vocab)
+            .zip(targets.par_chunks(rows_per_task))
+            .zip(log_probs.par_chunks_mut(rows_per_task))
+            .map(|((block, block_targets), out)| {
+                k.log_softmax_at(block_targets.len(), vocab, block, block_targets, out)
+            })
+            .sum();
+        -log_likelihood
+    }
+}
+
+/// Returns the part of `buffer` one site's mask uses: `(B, In)` shared by all
+/// steps when variational, `(T B, In)` otherwise.
+fn mask_for(
+    buffer: &mut [f32],
+    variational: bool,
+    batch: usize,
+    rows: usize,
+    width: usize,
+) -> &mut [f32] {
+    let len = if variational {
+        batch * width
+    } else {
+        rows * width
+    };
+    &mut buffer[..len]
+}
+
+/// Runs the backward pass of the last training `forward` over `steps` steps
+/// and writes the gradient of the mean loss into `grads` (same layout as the
+/// parameters). Every gradient entry is overwritten, none accumulated.
+pub fn backward(
+    cx: Compute,
+    model: &Model,
+    ws: &mut Workspace,
+    inputs: &[u32],
+    steps: usize,
+    dropout: &Dropout,
+    grads: &mut [f32],
+) {
+    let k = cx.kernels;
+    let config = &model.config;
+    let layout = &model.layout;
+    let params = &model.params;
+    let (batch, hidden, vocab) = (ws.batch, config.hidden, config.vocab);
+    let rows = steps * batch;
+    assert_eq!(
+        grads.len(),
+        layout.total,
+        "backward: grads must have {} elements",
+        layout.total
+    );
+    let state = batch * hidden;
+
+    // Projection: d_out_bias = column sums, dP = dlogits^T top, d_top = dlogits P.
+    let d_logits = &ws.logits[..rows * vocab];
+    let top = &ws.top[..rows * hidden];
+    let out_bias_grad = &mut grads[layout.out_bias.clone()];
+    out_bias_grad.fill(0.0);
+    k.add_column_sums(d_logits, out_bias_grad);
+    gemm(
+        cx.threads,
+        view_mut(&mut grads[layout.projection()], vocab, hidden),
+        Accum::Replace,
+        view(d_logits, rows, vocab).transpose(),
+        view(top, rows, hidden),
+    );
+    let d_h = &mut ws.d_h[..rows * hidden];
+    gemm(
+        cx.threads,
+        view_mut(d_h, rows, hidden),
+        Accum::Replace,
+        view(d_logits, rows, vocab),
+        view(&params[layout.projection()], vocab, hidden),
+    );
+    if dropout.output > 0.0 {
+        k.dropout_apply(
+            d_h,
+            mask_for(
+                &mut ws.output_mask,
+                dropout.variational,
+                batch,
+                rows,
+                hidden,
+            ),
+        );
+    }
+
+    for (l, ranges) in layout.layers.iter().enumerate().rev() {
+        let input_size = config.layer_input(l);
+        let d_gates = &mut ws.d_gates[..rows * 4 * hidden];
+        let d_h = &mut ws.d_h[..rows * hidden];
+        let wh = &params[ranges.wh.clone()];
+
+        // Through time, last step first: dh_t gets dgates_{t+1} Wh^T from the
+        // step after it; the cell gradient dc flows from step to step.
+        let d_c = &mut ws.d_c[..];
+        d_c.fill(0.0);
+        for t in (0..steps).rev() {
+            let d_h_t = &mut d_h[t * state..(t + 1) * state];
+            if t + 1 < steps {
+                let d_gates_next = &d_gates[(t + 1) * 4 * state..(t + 2) * 4 * state];
+                gemm(
+                    cx.threads,
+                    view_mut(d_h_t, batch, hidden),
+                    Accum::Add,
+                    view(d_gates_next, batch, 4 * hidden),
+                    view(wh, hidden, 4 * hidden).transpose(),
+                );
+            }
+            k.lstm_backward(
+                batch,
+                hidden,
+                &ws.gates[l][t * 4 * state..(t + 1) * 4 * state],
+                &ws.c[l][t * state..(t + 1) * state],
+                &ws.tanh_c[l][t * state..(t + 1) * state],
+                d_h_t,
+                d_c,
+                &mut d_gates[t * 4 * state..(t + 1) * 4 * state],
+            );
+        }
+
+        // Weight gradients over all steps at once.
+        let bias_grad = &mut grads[ranges.bias.clone()];
+        bias_grad.fill(0.0);
+        k.add_column_sums(d_gates, bias_grad);
+        gemm(
+            cx.threads,
+            view_mut(&mut grads[ranges.wh.clone()], hidden, 4 * hidden),
+            Accum::Replace,
+            view(&ws.h[l][..rows * hidden], rows, hidden).transpose(),
+            view(d_gates, rows, 4 * hidden),
+        );
+        let input = &ws.inputs[l][..rows * input_size];
+        gemm(
+            cx.threads,
+            view_mut(&mut grads[ranges.wx.clone()], input_size, 4 * hidden),
+            Accum::Replace,
+            view(input, rows, input_size).transpose(),
+            view(d_gates, rows, 4 * hidden),
+        );
+
+        // Gradient with respect to the layer's input, through its dropout.
+        let d_x = &mut ws.d_x[..rows * input_size];
+        gemm(
+            cx.threads,
+            view_mut(d_x, rows, input_size),
+            Accum::Replace,
+            view(d_gates, rows, 4 * hidden),
+            view(&params[ranges.wx.clone()], input_size, 4 * hidden).transpose(),
+        );
+        if dropout.at_input(l) > 0.0 {
+            let mask = mask_for(
+                &mut ws.input_masks[l],
+                dropout.variational,
+                batch,
+                rows,
+                input_size,
+            );
+            k.dropout_apply(d_x, mask);
+        }
+        if l > 0 {
+            ws.d_h[..rows * hidden].copy_from_slice(&ws.d_x[..rows * hidden]);
+        }
+    }
+
+    // Embedding: scatter the first layer's input gradient into its rows. When
+    // tied, these add to the projection gradient written above.
+    let embedding_grad = &mut grads[layout.embedding.clone()];
+    if layout.decoder.is_some() {
+        embedding_grad.fill(0.0);
+    }
+    k.embedding_scatter_add(
+        config.embed,
+        embedding_grad,
+        inputs,
+        &ws.d_x[..rows * config.embed],
+    );
+}
