@@ -63,7 +63,7 @@ impl Kernels {
             return;
         }
         assert!(
-            !mask.is_empty() && x.len() % mask.len() == 0,
+            !mask.is_empty() && x.len().is_multiple_of(mask.len()),
             "dropout_apply: x has {} elements, which is not a multiple of the mask's {}",
             x.len(),
             mask.len()

@@ -49,12 +49,12 @@ pub(crate) mod scalar {
         for block in row.chunks(BLOCK) {
             let mut block_max = f32::NEG_INFINITY;
             for &x in block {
-                // `!(x <= block_max)` also takes NaN, which then propagates.
-                if !(x <= block_max) {
+                // A NaN is taken as the maximum so that it propagates.
+                if x > block_max || x.is_nan() {
                     block_max = x;
                 }
             }
-            if !(block_max <= m) {
+            if block_max > m || block_max.is_nan() {
                 s *= scalar_exp(m - block_max);
                 m = block_max;
             }

@@ -87,7 +87,7 @@ impl Kernels {
             return;
         }
         assert!(
-            !bias.is_empty() && x.len() % bias.len() == 0,
+            !bias.is_empty() && x.len().is_multiple_of(bias.len()),
             "add_row_bias: x has {} elements, not a whole number of rows of {}",
             x.len(),
             bias.len()
@@ -107,7 +107,7 @@ impl Kernels {
             return;
         }
         assert!(
-            !sums.is_empty() && x.len() % sums.len() == 0,
+            !sums.is_empty() && x.len().is_multiple_of(sums.len()),
             "add_column_sums: x has {} elements, not a whole number of rows of {}",
             x.len(),
             sums.len()

@@ -1,9 +1,14 @@
 //! rnnlm: training and inference of LSTM language models on CPUs.
 
+pub mod batch;
+pub mod checkpoint;
 pub mod corpus;
 pub mod error;
+pub mod eval;
 pub mod fetch;
 pub mod matmul;
 pub mod model;
+pub mod runtime;
 pub mod step;
+pub mod train;
 pub mod workspace;

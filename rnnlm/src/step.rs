@@ -150,7 +150,7 @@ pub fn forward(
     }
 
     let top = &mut ws.top[..rows * hidden];
-    if let (Some(dropout), Some(rng)) = (dropout, rng.as_deref_mut())
+    if let (Some(dropout), Some(rng)) = (dropout, rng)
         && dropout.output > 0.0
     {
         let mask = mask_for(

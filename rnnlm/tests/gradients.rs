@@ -79,7 +79,7 @@ fn check_model(tied: bool) {
             &mut grads,
         );
 
-        for i in 0..model.layout.total {
+        for (i, &analytic) in grads.iter().enumerate() {
             let saved = model.params[i];
             let eps = 1e-2f32;
             model.params[i] = saved + eps;
@@ -88,7 +88,7 @@ fn check_model(tied: bool) {
             let down = mean_loss(cx, &model, &inputs, &targets);
             model.params[i] = saved;
             let numeric = (up - down) / (2.0 * eps as f64);
-            let analytic = grads[i] as f64;
+            let analytic = analytic as f64;
             // Central differences with eps 1e-2 on an f32 loss: truncation
             // error O(eps^2) plus rounding of about 1e-7 / eps.
             assert!(

@@ -1,0 +1,283 @@
+//! Checkpoints: one safetensors file with PyTorch-style tensor names, the
+//! model configuration and the vocabulary in its header metadata.
+//!
+//! Tensor names follow PyTorch's word-language-model example, so the file
+//! loads into `torch.nn.LSTM`-based code:
+//! `encoder.weight` (V, Emb); per layer l `rnn.weight_ih_l{l}` (4H, In),
+//! `rnn.weight_hh_l{l}` (4H, H), `rnn.bias_ih_l{l}` (4H), `rnn.bias_hh_l{l}`
+//! (4H); `decoder.weight` (V, H) and `decoder.bias` (V). PyTorch keeps two
+//! biases per layer where this model keeps one, so `bias_ih` holds the bias
+//! and `bias_hh` zeros; loading adds the two. PyTorch multiplies by the
+//! transposed weights, so `weight_ih` is `Wx` transposed.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+
+use crate::corpus::Vocab;
+use crate::model::{Model, ModelConfig};
+
+/// Value of the `format` metadata key that marks an rnnlm checkpoint.
+const FORMAT: &str = "rnnlm-v1";
+
+/// A model with its vocabulary and free-form facts about how it was made.
+pub struct Checkpoint {
+    pub model: Model,
+    pub vocab: Vocab,
+    /// Extra metadata (e.g. `valid_ppl`, `epoch`, `train_options`).
+    pub info: HashMap<String, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("cannot read checkpoint {path}: {source}; check the path passed to --checkpoint")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot write checkpoint {path}: {source}; check that the directory exists and is writable"
+    )]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("checkpoint {path} is not a valid safetensors file: {message}")]
+    Format { path: PathBuf, message: String },
+    #[error("checkpoint {path}: {message}")]
+    Content { path: PathBuf, message: String },
+}
+
+/// Writes `model`, its vocabulary and `info` to `path` atomically: the bytes
+/// go to a temporary file beside it, which is synced and then renamed over
+/// `path`, so a crash leaves either the old file or the new one.
+pub fn save(
+    path: &Path,
+    model: &Model,
+    vocab: &Vocab,
+    info: &HashMap<String, String>,
+) -> Result<(), CheckpointError> {
+    let write_error = |source| CheckpointError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tensors = export_tensors(model);
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .map(|(name, shape, data)| {
+            let view = TensorView::new(Dtype::F32, shape.clone(), bytes_of(data))
+                .expect("shape matches data length");
+            (name.clone(), view)
+        })
+        .collect();
+
+    let mut metadata = info.clone();
+    metadata.insert("format".into(), FORMAT.into());
+    metadata.insert(
+        "config".into(),
+        serde_json::to_string(&model.config).expect("config serialises"),
+    );
+    metadata.insert(
+        "vocab".into(),
+        serde_json::to_string(vocab.words()).expect("vocabulary serialises"),
+    );
+    let bytes =
+        safetensors::serialize(views, Some(metadata)).map_err(|e| CheckpointError::Format {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+
+    let tmp = temporary_path(path);
+    let result = (|| {
+        let mut file = File::create(&tmp)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(write_error)
+}
+
+/// Reads a checkpoint written by [`save`] (or a PyTorch state dict with the
+/// same names and rnnlm metadata).
+pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
+    let bytes = fs::read(path).map_err(|source| CheckpointError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let format_error = |message: String| CheckpointError::Format {
+        path: path.to_path_buf(),
+        message,
+    };
+    let content_error = |message: String| CheckpointError::Content {
+        path: path.to_path_buf(),
+        message,
+    };
+    let (_, header) =
+        SafeTensors::read_metadata(&bytes).map_err(|e| format_error(e.to_string()))?;
+    let tensors = SafeTensors::deserialize(&bytes).map_err(|e| format_error(e.to_string()))?;
+    let mut info = header.metadata().clone().unwrap_or_default();
+
+    let format = info.remove("format").unwrap_or_default();
+    if format != FORMAT {
+        return Err(content_error(format!(
+            "metadata key `format` is {format:?}, expected {FORMAT:?}; the file was not written by rnnlm"
+        )));
+    }
+    let config_json = info
+        .remove("config")
+        .ok_or_else(|| content_error("metadata key `config` is missing".into()))?;
+    let config: ModelConfig = serde_json::from_str(&config_json)
+        .map_err(|e| content_error(format!("metadata key `config` is invalid: {e}")))?;
+    let vocab_json = info
+        .remove("vocab")
+        .ok_or_else(|| content_error("metadata key `vocab` is missing".into()))?;
+    let words: Vec<String> = serde_json::from_str(&vocab_json)
+        .map_err(|e| content_error(format!("metadata key `vocab` is invalid: {e}")))?;
+    let vocab = Vocab::from_words(words).map_err(|e| content_error(format!("vocabulary: {e}")))?;
+    if vocab.len() != config.vocab {
+        return Err(content_error(format!(
+            "the vocabulary has {} words but the configuration says {}",
+            vocab.len(),
+            config.vocab
+        )));
+    }
+    config
+        .validate()
+        .map_err(|e| content_error(format!("configuration: {e}")))?;
+
+    let read = |name: &str, shape: &[usize]| -> Result<Vec<f32>, CheckpointError> {
+        let view = tensors
+            .tensor(name)
+            .map_err(|_| content_error(format!("tensor `{name}` is missing")))?;
+        if view.dtype() != Dtype::F32 {
+            return Err(content_error(format!(
+                "tensor `{name}` has dtype {:?}, expected F32",
+                view.dtype()
+            )));
+        }
+        if view.shape() != shape {
+            return Err(content_error(format!(
+                "tensor `{name}` has shape {:?}, expected {shape:?} for this configuration",
+                view.shape()
+            )));
+        }
+        Ok(view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect())
+    };
+
+    let mut model = Model::from_params(
+        config.clone(),
+        vec![0.0; crate::model::ParamLayout::new(&config).total],
+    )
+    .map_err(|e| content_error(e.to_string()))?;
+    let layout = model.layout.clone();
+    let (v, emb, h) = (config.vocab, config.embed, config.hidden);
+    let params = &mut model.params;
+    params[layout.embedding.clone()].copy_from_slice(&read("encoder.weight", &[v, emb])?);
+    for (l, ranges) in layout.layers.iter().enumerate() {
+        let input = config.layer_input(l);
+        let w_ih = read(&format!("rnn.weight_ih_l{l}"), &[4 * h, input])?;
+        let w_hh = read(&format!("rnn.weight_hh_l{l}"), &[4 * h, h])?;
+        transpose_into(&w_ih, 4 * h, input, &mut params[ranges.wx.clone()]);
+        transpose_into(&w_hh, 4 * h, h, &mut params[ranges.wh.clone()]);
+        let b_ih = read(&format!("rnn.bias_ih_l{l}"), &[4 * h])?;
+        let b_hh = read(&format!("rnn.bias_hh_l{l}"), &[4 * h])?;
+        for ((out, a), b) in params[ranges.bias.clone()].iter_mut().zip(&b_ih).zip(&b_hh) {
+            *out = a + b;
+        }
+    }
+    let decoder = read("decoder.weight", &[v, h])?;
+    match &layout.decoder {
+        Some(range) => params[range.clone()].copy_from_slice(&decoder),
+        None => {
+            if decoder != params[layout.embedding.clone()] {
+                return Err(content_error(
+                    "the configuration says tied but decoder.weight differs from encoder.weight"
+                        .into(),
+                ));
+            }
+        }
+    }
+    params[layout.out_bias.clone()].copy_from_slice(&read("decoder.bias", &[v])?);
+    Ok(Checkpoint { model, vocab, info })
+}
+
+/// The tensors to write: name, shape and data in PyTorch's layout.
+fn export_tensors(model: &Model) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    let config = &model.config;
+    let layout = &model.layout;
+    let params = &model.params;
+    let (v, emb, h) = (config.vocab, config.embed, config.hidden);
+    let mut tensors = vec![(
+        "encoder.weight".to_string(),
+        vec![v, emb],
+        params[layout.embedding.clone()].to_vec(),
+    )];
+    for (l, ranges) in layout.layers.iter().enumerate() {
+        let input = config.layer_input(l);
+        let mut w_ih = vec![0.0; 4 * h * input];
+        transpose_into(&params[ranges.wx.clone()], input, 4 * h, &mut w_ih);
+        let mut w_hh = vec![0.0; 4 * h * h];
+        transpose_into(&params[ranges.wh.clone()], h, 4 * h, &mut w_hh);
+        tensors.push((format!("rnn.weight_ih_l{l}"), vec![4 * h, input], w_ih));
+        tensors.push((format!("rnn.weight_hh_l{l}"), vec![4 * h, h], w_hh));
+        tensors.push((
+            format!("rnn.bias_ih_l{l}"),
+            vec![4 * h],
+            params[ranges.bias.clone()].to_vec(),
+        ));
+        tensors.push((format!("rnn.bias_hh_l{l}"), vec![4 * h], vec![0.0; 4 * h]));
+    }
+    tensors.push((
+        "decoder.weight".into(),
+        vec![v, h],
+        params[layout.projection()].to_vec(),
+    ));
+    tensors.push((
+        "decoder.bias".into(),
+        vec![v],
+        params[layout.out_bias.clone()].to_vec(),
+    ));
+    tensors
+}
+
+/// Writes the transpose of the row-major `(rows, cols)` matrix `src` into
+/// `dst` (`(cols, rows)`).
+fn transpose_into(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    for r in 0..rows {
+        for c in 0..cols {
+            dst[c * rows + r] = src[r * cols + c];
+        }
+    }
+}
+
+/// The little-endian bytes of an f32 slice, as safetensors stores them.
+fn bytes_of(data: &[f32]) -> &[u8] {
+    const {
+        assert!(
+            cfg!(target_endian = "little"),
+            "safetensors stores little-endian f32"
+        )
+    };
+    bytemuck::cast_slice(data)
+}
+
+/// `path` with `.tmp` appended, in the same directory so the rename is atomic.
+fn temporary_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    path.with_file_name(name)
+}

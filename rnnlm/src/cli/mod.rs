@@ -1,0 +1,56 @@
+//! Command-line interface: argument parsing and dispatch to subcommands.
+
+mod eval;
+mod observer;
+mod train;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "rnnlm",
+    version,
+    about = "Train and run LSTM language models on CPUs, fast"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model on the Penn Treebank (fetched when missing) and keep the best.
+    Train(train::TrainArgs),
+    /// Print the perplexity of a checkpoint on a split.
+    Eval(eval::EvalArgs),
+}
+
+/// Runs the CLI and turns an error into a message on stderr and exit code 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RNNLM_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .without_time()
+        .with_target(false)
+        .init();
+    let result = match cli.command {
+        Command::Train(args) => train::run(args),
+        Command::Eval(args) => eval::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Errors of any subcommand, printed as one message.
+pub type CliResult = Result<(), Box<dyn std::error::Error>>;

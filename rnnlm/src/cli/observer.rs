@@ -1,0 +1,166 @@
+//! Training progress for people and programs: a progress bar on a terminal
+//! (plain lines otherwise), one summary line per epoch, JSON metrics lines,
+//! and the best checkpoint written whenever validation improves.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use rnnlm::checkpoint;
+use rnnlm::corpus::Vocab;
+use rnnlm::model::Model;
+use rnnlm::train::{EpochSummary, Observer, Progress, TrainError};
+use serde_json::json;
+
+pub struct CliObserver {
+    metrics: Option<File>,
+    save: PathBuf,
+    vocab: Vocab,
+    info: HashMap<String, String>,
+    bar: Option<ProgressBar>,
+}
+
+impl CliObserver {
+    pub fn new(
+        metrics: Option<&Path>,
+        save: PathBuf,
+        vocab: Vocab,
+        info: HashMap<String, String>,
+    ) -> std::io::Result<CliObserver> {
+        let metrics = match metrics {
+            Some(path) => Some(
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|e| {
+                        std::io::Error::new(
+                            e.kind(),
+                            format!("cannot open metrics file {}: {e}", path.display()),
+                        )
+                    })?,
+            ),
+            None => None,
+        };
+        Ok(CliObserver {
+            metrics,
+            save,
+            vocab,
+            info,
+            bar: None,
+        })
+    }
+
+    fn write_metrics(&mut self, record: serde_json::Value) {
+        if let Some(file) = &mut self.metrics
+            && let Err(error) = writeln!(file, "{record}")
+        {
+            tracing::warn!(
+                "cannot write the metrics file: {error}; metrics are no longer recorded"
+            );
+            self.metrics = None;
+        }
+    }
+
+    /// Writes the closing metrics record.
+    pub fn finish(&mut self, best_valid_ppl: f64, test_ppl: f64) -> std::io::Result<()> {
+        self.write_metrics(
+            json!({"event": "end", "best_valid_ppl": best_valid_ppl, "test_ppl": test_ppl}),
+        );
+        if let Some(file) = &mut self.metrics {
+            file.sync_all()?;
+        }
+        Ok(())
+    }
+
+    fn bar_for(&mut self, progress: &Progress) -> &ProgressBar {
+        self.bar.get_or_insert_with(|| {
+            let bar = ProgressBar::new(progress.steps_in_epoch as u64);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "epoch {prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}",
+                )
+                .expect("static template is valid")
+                .progress_chars("=> "),
+            );
+            bar.set_prefix(progress.epoch.to_string());
+            bar
+        })
+    }
+}
+
+impl Observer for CliObserver {
+    fn report_every(&self) -> usize {
+        // A terminal bar wants frequent updates; a log file wants few lines.
+        if std::io::stderr().is_terminal() {
+            5
+        } else {
+            100
+        }
+    }
+
+    fn on_progress(&mut self, progress: &Progress) {
+        let message = format!(
+            "{:.0} tok/s | ppl {:.2} | lr {}",
+            progress.tokens_per_sec, progress.train_ppl, progress.lr
+        );
+        if std::io::stderr().is_terminal() {
+            let bar = self.bar_for(progress);
+            bar.set_position(progress.step as u64);
+            bar.set_message(message);
+        } else {
+            eprintln!(
+                "epoch {} window {}/{} | {message}",
+                progress.epoch, progress.step, progress.steps_in_epoch
+            );
+        }
+        self.write_metrics(json!({
+            "event": "progress",
+            "epoch": progress.epoch,
+            "step": progress.global_step,
+            "tokens_seen": progress.tokens_seen,
+            "tokens_per_sec": progress.tokens_per_sec,
+            "train_ppl": progress.train_ppl,
+            "lr": progress.lr,
+            "elapsed_secs": progress.elapsed_secs,
+        }));
+    }
+
+    fn on_epoch(&mut self, summary: &EpochSummary, model: &Model) -> Result<(), TrainError> {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        let valid = format!("{:.2}", summary.valid_ppl);
+        println!(
+            "epoch {:>3} | train ppl {:8.2} | valid ppl {valid:>8} | lr {:<8} | {:6.0} tok/s | {:7.1}s elapsed{}",
+            summary.epoch,
+            summary.train_ppl,
+            summary.lr,
+            summary.tokens_per_sec,
+            summary.elapsed_secs,
+            if summary.improved { " | saved" } else { "" }
+        );
+        self.write_metrics(json!({
+            "event": "epoch",
+            "epoch": summary.epoch,
+            "step": summary.global_step,
+            "tokens_seen": summary.tokens_seen,
+            "tokens_per_sec": summary.tokens_per_sec,
+            "train_ppl": summary.train_ppl,
+            "valid_ppl": summary.valid_ppl,
+            "lr": summary.lr,
+            "elapsed_secs": summary.elapsed_secs,
+            "improved": summary.improved,
+        }));
+        if summary.improved {
+            let mut info = self.info.clone();
+            info.insert("valid_ppl".into(), valid);
+            info.insert("epoch".into(), summary.epoch.to_string());
+            checkpoint::save(&self.save, model, &self.vocab, &info)
+                .map_err(|e| TrainError::Observer(e.to_string()))?;
+        }
+        Ok(())
+    }
+}

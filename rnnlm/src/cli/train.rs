@@ -1,0 +1,260 @@
+//! `rnnlm train`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use rnnlm::corpus::Corpus;
+use rnnlm::error::ConfigError;
+use rnnlm::eval::{Evaluator, Protocol};
+use rnnlm::fetch::{FetchOptions, ensure_ptb};
+use rnnlm::model::{Init, Model, ModelConfig};
+use rnnlm::runtime::{init_threads, kernels_from_env};
+use rnnlm::step::Compute;
+use rnnlm::train::{LrSchedule, TrainOptions, Trainer};
+use rnnlm::workspace::Dropout;
+
+use super::CliResult;
+use super::observer::CliObserver;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DropoutMode {
+    /// One mask per sequence window, shared by all its steps.
+    Variational,
+    /// A fresh mask for every element at every step.
+    Standard,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum InitKind {
+    /// E ~ N(0,1)/100, Wx ~ N(0,1)/sqrt(In), Wh ~ N(0,1)/sqrt(H), biases 0.
+    Book,
+    /// Every weight ~ uniform(-r, r), r = --init-range.
+    Uniform,
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Directory with ptb.train.txt, ptb.valid.txt, ptb.test.txt; fetched there when missing.
+    #[arg(long, default_value = "data/ptb")]
+    data: PathBuf,
+    /// Do not download missing data; fail with instructions instead.
+    #[arg(long)]
+    offline: bool,
+    /// Where the best model (by validation perplexity) is written.
+    #[arg(long, default_value = "rnnlm-best.safetensors")]
+    save: PathBuf,
+    /// Append JSON lines with progress and per-epoch results to this file.
+    #[arg(long)]
+    metrics: Option<PathBuf>,
+
+    /// Hidden size H of each LSTM layer.
+    #[arg(long, default_value_t = 650)]
+    hidden: usize,
+    /// Embedding size (default: the hidden size; tying needs them equal).
+    #[arg(long)]
+    embed: Option<usize>,
+    /// Number of stacked LSTM layers.
+    #[arg(long, default_value_t = 2)]
+    layers: usize,
+    /// Use a separate output projection instead of the embedding matrix.
+    #[arg(long)]
+    no_tie: bool,
+    /// Weight initialisation.
+    #[arg(long, value_enum, default_value_t = InitKind::Book)]
+    init: InitKind,
+    /// Range r of --init uniform.
+    #[arg(long, default_value_t = 0.1)]
+    init_range: f32,
+
+    /// Dropout probability at all three sites (embedding, between layers, output).
+    #[arg(long, default_value_t = 0.5)]
+    dropout: f32,
+    /// Override the dropout probability on the embedding output.
+    #[arg(long)]
+    dropout_embed: Option<f32>,
+    /// Override the dropout probability between layers.
+    #[arg(long)]
+    dropout_between: Option<f32>,
+    /// Override the dropout probability before the output projection.
+    #[arg(long)]
+    dropout_output: Option<f32>,
+    /// How dropout masks are drawn.
+    #[arg(long, value_enum, default_value_t = DropoutMode::Variational)]
+    dropout_mode: DropoutMode,
+
+    /// Initial SGD learning rate (on the mean loss of a window).
+    #[arg(long, default_value_t = 20.0)]
+    lr: f32,
+    /// Divide the learning rate by this factor when it decays.
+    #[arg(long, default_value_t = 4.0)]
+    lr_decay: f32,
+    /// Decay after every epoch from this one (1-based) on, instead of when
+    /// the validation perplexity did not improve.
+    #[arg(long)]
+    lr_decay_after: Option<usize>,
+    /// Clip the global gradient L2 norm to this value.
+    #[arg(long, default_value_t = 0.25)]
+    clip: f32,
+    /// Number of epochs.
+    #[arg(long, default_value_t = 40)]
+    epochs: usize,
+    /// Parallel streams per window (B).
+    #[arg(long, default_value_t = 20)]
+    batch: usize,
+    /// Steps per window: the truncated BPTT length (T).
+    #[arg(long, default_value_t = 35)]
+    bptt: usize,
+    /// End each epoch after this many windows (for smoke runs and benchmarks).
+    #[arg(long)]
+    max_steps: Option<usize>,
+    /// Streams of the validation and test passes.
+    #[arg(long, default_value_t = 10)]
+    eval_batch: usize,
+    /// Worker threads (0: one per logical CPU).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Seed of the initial weights and of the dropout masks.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+impl TrainArgs {
+    fn model_config(&self, vocab: usize) -> ModelConfig {
+        ModelConfig {
+            vocab,
+            embed: self.embed.unwrap_or(self.hidden),
+            hidden: self.hidden,
+            layers: self.layers,
+            tied: !self.no_tie,
+        }
+    }
+
+    fn train_options(&self) -> TrainOptions {
+        let schedule = match self.lr_decay_after {
+            Some(after) => LrSchedule::AfterEpoch {
+                after,
+                factor: self.lr_decay,
+            },
+            None => LrSchedule::Plateau {
+                factor: self.lr_decay,
+            },
+        };
+        TrainOptions {
+            batch: self.batch,
+            bptt: self.bptt,
+            lr: self.lr,
+            schedule,
+            clip: self.clip,
+            epochs: self.epochs,
+            dropout: Dropout {
+                embed: self.dropout_embed.unwrap_or(self.dropout),
+                between: self.dropout_between.unwrap_or(self.dropout),
+                output: self.dropout_output.unwrap_or(self.dropout),
+                variational: self.dropout_mode == DropoutMode::Variational,
+            },
+            max_steps: self.max_steps,
+            seed: self.seed,
+            eval_batch: self.eval_batch,
+        }
+    }
+
+    fn init(&self) -> Init {
+        match self.init {
+            InitKind::Book => Init::Book,
+            InitKind::Uniform => Init::Uniform(self.init_range),
+        }
+    }
+
+    /// Rejects impossible settings that do not depend on the data.
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(ConfigError::new(
+                "--dropout",
+                self.dropout,
+                "a probability in [0, 1)",
+            ));
+        }
+        if let Some(after) = self.lr_decay_after
+            && after == 0
+        {
+            return Err(ConfigError::new(
+                "--lr-decay-after",
+                after,
+                "an epoch number of at least 1",
+            ));
+        }
+        // The vocabulary size is not known yet; 2 passes its check.
+        self.model_config(2).validate()?;
+        self.train_options().validate(usize::MAX)
+    }
+}
+
+pub fn run(args: TrainArgs) -> CliResult {
+    args.validate()?;
+    let kernels = kernels_from_env()?;
+    let threads = init_threads(args.threads)?;
+
+    if args.offline {
+        tracing::info!(
+            "--offline: using the files in {} as they are",
+            args.data.display()
+        );
+    } else {
+        ensure_ptb(&args.data, &FetchOptions::from_env())?;
+    }
+    let corpus = Corpus::load(&args.data)?;
+    let eos = corpus
+        .vocab
+        .eos()
+        .ok_or("the training file has no lines, so the vocabulary has no <eos>")?;
+    let options = args.train_options();
+    options.validate(corpus.train.len())?;
+    let config = args.model_config(corpus.vocab.len());
+    let model = Model::new(config.clone(), args.init(), args.seed)?;
+    tracing::info!(
+        "model: V {} Emb {} H {} L {} tied {}: {} parameters; kernels {}, {threads} threads",
+        config.vocab,
+        config.embed,
+        config.hidden,
+        config.layers,
+        config.tied,
+        model.layout.total,
+        kernels.isa()
+    );
+    tracing::info!(
+        "data: {} train, {} valid, {} test tokens from {}",
+        corpus.train.len(),
+        corpus.valid.len(),
+        corpus.test.len(),
+        args.data.display()
+    );
+
+    let mut info = HashMap::new();
+    info.insert(
+        "train_options".to_string(),
+        serde_json::to_string(&options)?,
+    );
+    let mut observer = CliObserver::new(
+        args.metrics.as_deref(),
+        args.save.clone(),
+        corpus.vocab.clone(),
+        info,
+    )?;
+    let mut trainer = Trainer::new(model, options, kernels, threads);
+    trainer.run(&corpus.train, &corpus.valid, eos, &mut observer)?;
+
+    // The trainer leaves the best parameters in the model.
+    let cx = Compute { kernels, threads };
+    let mut evaluator = Evaluator::new(&trainer.model, args.eval_batch, args.bptt);
+    let test = evaluator.evaluate(cx, &trainer.model, &corpus.test, eos, Protocol::Full);
+    let best_valid = trainer.best_valid_ppl();
+    println!(
+        "best valid ppl {best_valid:.2} | test ppl {:.2} ({} tokens) | saved to {}",
+        test.perplexity(),
+        test.tokens,
+        args.save.display()
+    );
+    observer.finish(best_valid, test.perplexity())?;
+    Ok(())
+}

@@ -1,0 +1,443 @@
+//! Training with truncated BPTT and SGD, by the textbook's recipe.
+
+use std::time::Instant;
+
+use rayon::prelude::*;
+use rnnlm_kernels::{DropoutRng, Kernels, dropout_rng};
+
+use crate::batch::Streams;
+use crate::error::ConfigError;
+use crate::eval::{EvalResult, Evaluator, Protocol};
+use crate::model::Model;
+use crate::step::{Compute, Mode, backward, forward};
+use crate::workspace::{Dropout, Workspace};
+
+/// When the learning rate is divided.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum LrSchedule {
+    /// Divide by `factor` after each epoch whose validation perplexity did not
+    /// improve on the best so far (the textbook's rule, factor 4).
+    Plateau { factor: f32 },
+    /// Divide by `factor` after every epoch from epoch `after` on (1-based),
+    /// whatever the validation perplexity (Zaremba et al.'s schedule).
+    AfterEpoch { after: usize, factor: f32 },
+}
+
+/// Hyperparameters of a training run.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainOptions {
+    /// B: parallel streams per window.
+    pub batch: usize,
+    /// T: steps per window (truncated BPTT length).
+    pub bptt: usize,
+    /// Initial SGD learning rate, on the mean loss of a window.
+    pub lr: f32,
+    pub schedule: LrSchedule,
+    /// Maximum global L2 norm of the gradient.
+    pub clip: f32,
+    pub epochs: usize,
+    pub dropout: Dropout,
+    /// End each epoch after this many windows (smoke runs, benchmarks).
+    pub max_steps: Option<usize>,
+    /// Seed of the dropout masks.
+    pub seed: u64,
+    /// Streams of the validation pass.
+    pub eval_batch: usize,
+}
+
+impl Default for TrainOptions {
+    fn default() -> TrainOptions {
+        TrainOptions {
+            batch: 20,
+            bptt: 35,
+            lr: 20.0,
+            schedule: LrSchedule::Plateau { factor: 4.0 },
+            clip: 0.25,
+            epochs: 40,
+            dropout: Dropout::uniform(0.5),
+            max_steps: None,
+            seed: 1,
+            eval_batch: 10,
+        }
+    }
+}
+
+impl TrainOptions {
+    /// Checks every option against its allowed range and against the corpus
+    /// length, naming the flag on error.
+    pub fn validate(&self, train_tokens: usize) -> Result<(), ConfigError> {
+        if self.batch == 0 {
+            return Err(ConfigError::new("--batch", self.batch, "at least 1"));
+        }
+        if self.bptt == 0 {
+            return Err(ConfigError::new("--bptt", self.bptt, "at least 1"));
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err(ConfigError::new("--lr", self.lr, "a finite number above 0"));
+        }
+        if self.clip.is_nan() || self.clip <= 0.0 {
+            return Err(ConfigError::new(
+                "--clip",
+                self.clip,
+                "a number above 0 (inf disables clipping)",
+            ));
+        }
+        if self.epochs == 0 {
+            return Err(ConfigError::new("--epochs", self.epochs, "at least 1"));
+        }
+        if self.eval_batch == 0 {
+            return Err(ConfigError::new(
+                "--eval-batch",
+                self.eval_batch,
+                "at least 1",
+            ));
+        }
+        if self.max_steps == Some(0) {
+            return Err(ConfigError::new("--max-steps", 0, "at least 1"));
+        }
+        for (flag, p) in [
+            ("--dropout-embed", self.dropout.embed),
+            ("--dropout-between", self.dropout.between),
+            ("--dropout-output", self.dropout.output),
+        ] {
+            if !(0.0..1.0).contains(&p) {
+                return Err(ConfigError::new(flag, p, "a probability in [0, 1)"));
+            }
+        }
+        match self.schedule {
+            LrSchedule::Plateau { factor } | LrSchedule::AfterEpoch { factor, .. }
+                if !(factor >= 1.0 && factor.is_finite()) =>
+            {
+                return Err(ConfigError::new(
+                    "--lr-decay",
+                    factor,
+                    "a finite factor of at least 1",
+                ));
+            }
+            _ => {}
+        }
+        if train_tokens / self.batch < 2 {
+            return Err(ConfigError::new(
+                "--batch",
+                self.batch,
+                format!(
+                    "at most {} for a training corpus of {train_tokens} tokens (each stream needs 2)",
+                    train_tokens / 2
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What the trainer reports while it runs.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Progress {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Windows done in this epoch and in the whole epoch.
+    pub step: usize,
+    pub steps_in_epoch: usize,
+    /// Windows done since training started.
+    pub global_step: usize,
+    /// Training tokens processed since training started.
+    pub tokens_seen: usize,
+    /// exp(mean training loss) over the windows since the last report.
+    pub train_ppl: f64,
+    pub lr: f32,
+    /// Training tokens per second since the epoch started.
+    pub tokens_per_sec: f64,
+    pub elapsed_secs: f64,
+}
+
+/// The end of an epoch.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct EpochSummary {
+    pub epoch: usize,
+    pub train_ppl: f64,
+    pub valid_ppl: f64,
+    /// The learning rate the epoch used.
+    pub lr: f32,
+    pub tokens_per_sec: f64,
+    pub elapsed_secs: f64,
+    pub tokens_seen: usize,
+    pub global_step: usize,
+    /// Whether this epoch's parameters are the best so far.
+    pub improved: bool,
+}
+
+/// Receives progress; the CLI draws a bar and writes metrics and checkpoints.
+pub trait Observer {
+    /// About every `report_every` windows.
+    fn on_progress(&mut self, progress: &Progress);
+    /// After each epoch's validation, with the model as it is then.
+    fn on_epoch(&mut self, summary: &EpochSummary, model: &Model) -> Result<(), TrainError>;
+    /// How many windows between progress reports.
+    fn report_every(&self) -> usize {
+        50
+    }
+}
+
+/// Failures during training.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(
+        "training diverged at epoch {epoch}, window {step}: the {what} is {value}; \
+         lower --lr (now {lr}) or --clip, or check the data; the best model so far was kept"
+    )]
+    Diverged {
+        epoch: usize,
+        step: usize,
+        what: &'static str,
+        value: f64,
+        lr: f32,
+    },
+    #[error("{0}")]
+    Observer(String),
+}
+
+/// The state of one training run: the model, its gradient buffer, the best
+/// parameters so far and every buffer a step needs, all allocated up front.
+pub struct Trainer {
+    pub cx: Compute,
+    pub model: Model,
+    pub options: TrainOptions,
+    grads: Vec<f32>,
+    best_params: Vec<f32>,
+    best_valid_ppl: f64,
+    ws: Workspace,
+    evaluator: Evaluator,
+    rng: DropoutRng,
+    inputs: Vec<u32>,
+    targets: Vec<u32>,
+    lr: f32,
+}
+
+/// Result of a single training window.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepResult {
+    /// Mean loss over the window's targets.
+    pub loss: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+}
+
+impl Trainer {
+    pub fn new(model: Model, options: TrainOptions, kernels: Kernels, threads: usize) -> Trainer {
+        let rows = options.batch * options.bptt;
+        Trainer {
+            cx: Compute {
+                kernels,
+                threads: threads.max(1),
+            },
+            grads: vec![0.0; model.layout.total],
+            best_params: model.params.clone(),
+            best_valid_ppl: f64::INFINITY,
+            ws: Workspace::new(&model.config, options.batch, options.bptt, true),
+            evaluator: Evaluator::new(&model, options.eval_batch, options.bptt),
+            rng: dropout_rng(options.seed),
+            inputs: vec![0; rows],
+            targets: vec![0; rows],
+            lr: options.lr,
+            model,
+            options,
+        }
+    }
+
+    /// The learning rate the next window uses.
+    pub fn lr(&self) -> f32 {
+        self.lr
+    }
+
+    /// Runs one training window: forward, backward, clip, SGD update. The
+    /// window's ids are `(steps, B)` time-major. Carries the state on.
+    pub fn train_window(&mut self, steps: usize) -> StepResult {
+        let rows = steps * self.options.batch;
+        let mode = Mode::Train {
+            dropout: &self.options.dropout,
+            rng: &mut self.rng,
+        };
+        let loss_sum = forward(
+            self.cx,
+            &self.model,
+            &mut self.ws,
+            &self.inputs[..rows],
+            &self.targets[..rows],
+            steps,
+            mode,
+        );
+        backward(
+            self.cx,
+            &self.model,
+            &mut self.ws,
+            &self.inputs[..rows],
+            steps,
+            &self.options.dropout,
+            &mut self.grads,
+        );
+
+        let k = self.cx.kernels;
+        let grad_norm = parallel_chunks(&self.grads)
+            .map(|chunk| k.sum_squares(chunk))
+            .sum::<f64>()
+            .sqrt();
+        let mut step_size = self.lr;
+        if grad_norm > self.options.clip as f64 {
+            step_size *= (self.options.clip as f64 / grad_norm) as f32;
+        }
+        if grad_norm.is_finite() {
+            self.model
+                .params
+                .par_chunks_mut(CHUNK)
+                .zip(self.grads.par_chunks(CHUNK))
+                .for_each(|(p, g)| k.sgd_update(p, g, step_size));
+        }
+        self.ws.carry_state(steps);
+        StepResult {
+            loss: loss_sum / rows as f64,
+            grad_norm,
+        }
+    }
+
+    /// Copies window `window` of `streams` into the step's id buffers and
+    /// returns its number of steps.
+    pub fn load_window(&mut self, streams: &Streams<'_>, window: usize) -> usize {
+        streams.fill(
+            window,
+            self.options.bptt,
+            &mut self.inputs,
+            &mut self.targets,
+        )
+    }
+
+    /// Validation perplexity of the current parameters by the full protocol.
+    pub fn evaluate(&mut self, tokens: &[u32], eos: u32) -> EvalResult {
+        self.evaluator
+            .evaluate(self.cx, &self.model, tokens, eos, Protocol::Full)
+    }
+
+    /// Trains for `options.epochs` epochs, validating after each, and leaves
+    /// the best parameters in `self.model`. Returns the epoch summaries.
+    pub fn run(
+        &mut self,
+        train: &[u32],
+        valid: &[u32],
+        eos: u32,
+        observer: &mut dyn Observer,
+    ) -> Result<Vec<EpochSummary>, TrainError> {
+        self.options.validate(train.len())?;
+        let streams = Streams::new(train, self.options.batch).ok_or_else(|| {
+            ConfigError::new(
+                "--batch",
+                self.options.batch,
+                "small enough that every stream has 2 tokens",
+            )
+        })?;
+        let windows = streams.windows(self.options.bptt);
+        let steps_in_epoch = self
+            .options
+            .max_steps
+            .map_or(windows, |max| max.min(windows));
+        let start = Instant::now();
+        let mut summaries = Vec::new();
+        let mut global_step = 0;
+        let mut tokens_seen = 0;
+
+        for epoch in 1..=self.options.epochs {
+            let epoch_start = Instant::now();
+            let mut epoch_tokens = 0usize;
+            let (mut epoch_loss, mut epoch_windows) = (0.0f64, 0usize);
+            let (mut report_loss, mut report_windows) = (0.0f64, 0usize);
+            self.ws.reset_state();
+
+            for window in 0..steps_in_epoch {
+                let steps = self.load_window(&streams, window);
+                let result = self.train_window(steps);
+                if !result.loss.is_finite() || !result.grad_norm.is_finite() {
+                    self.model.params.copy_from_slice(&self.best_params);
+                    let (what, value) = if result.loss.is_finite() {
+                        ("gradient norm", result.grad_norm)
+                    } else {
+                        ("loss", result.loss)
+                    };
+                    return Err(TrainError::Diverged {
+                        epoch,
+                        step: window + 1,
+                        what,
+                        value,
+                        lr: self.lr,
+                    });
+                }
+                let tokens = steps * self.options.batch;
+                epoch_tokens += tokens;
+                tokens_seen += tokens;
+                global_step += 1;
+                epoch_loss += result.loss;
+                epoch_windows += 1;
+                report_loss += result.loss;
+                report_windows += 1;
+
+                if report_windows == observer.report_every() || window + 1 == steps_in_epoch {
+                    let elapsed = epoch_start.elapsed().as_secs_f64();
+                    observer.on_progress(&Progress {
+                        epoch,
+                        step: window + 1,
+                        steps_in_epoch,
+                        global_step,
+                        tokens_seen,
+                        train_ppl: (report_loss / report_windows as f64).exp(),
+                        lr: self.lr,
+                        tokens_per_sec: epoch_tokens as f64 / elapsed,
+                        elapsed_secs: start.elapsed().as_secs_f64(),
+                    });
+                    report_loss = 0.0;
+                    report_windows = 0;
+                }
+            }
+            let train_secs = epoch_start.elapsed().as_secs_f64();
+
+            let valid_ppl = self.evaluate(valid, eos).perplexity();
+            let improved = valid_ppl < self.best_valid_ppl;
+            let summary = EpochSummary {
+                epoch,
+                train_ppl: (epoch_loss / epoch_windows as f64).exp(),
+                valid_ppl,
+                lr: self.lr,
+                tokens_per_sec: epoch_tokens as f64 / train_secs,
+                elapsed_secs: start.elapsed().as_secs_f64(),
+                tokens_seen,
+                global_step,
+                improved,
+            };
+            if improved {
+                self.best_valid_ppl = valid_ppl;
+                self.best_params.copy_from_slice(&self.model.params);
+            }
+            observer.on_epoch(&summary, &self.model)?;
+            summaries.push(summary);
+
+            match self.options.schedule {
+                LrSchedule::Plateau { factor } if !improved => self.lr /= factor,
+                LrSchedule::AfterEpoch { after, factor } if epoch >= after => self.lr /= factor,
+                _ => {}
+            }
+        }
+        self.model.params.copy_from_slice(&self.best_params);
+        Ok(summaries)
+    }
+
+    /// Best validation perplexity so far (infinite before the first epoch).
+    pub fn best_valid_ppl(&self) -> f64 {
+        self.best_valid_ppl
+    }
+}
+
+/// Elements per parallel task of the whole-buffer passes (norm, update):
+/// 256 KiB of f32, large enough that task overhead is negligible.
+const CHUNK: usize = 1 << 16;
+
+fn parallel_chunks(data: &[f32]) -> rayon::slice::Chunks<'_, f32> {
+    data.par_chunks(CHUNK)
+}
