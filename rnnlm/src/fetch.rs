@@ -108,7 +108,7 @@ pub enum FetchError {
 }
 
 /// The files a failed download leaves missing and the directory they belong
-/// in; its `Display` tells the user how to place them by hand.
+/// in. Its `Display` output explains how to place them by hand.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManualPlacement {
     pub dir: PathBuf,
