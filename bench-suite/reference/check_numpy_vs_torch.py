@@ -8,16 +8,21 @@ before clipping, every gradient after clipping, every updated parameter and
 the final h and c must agree. Then both score one short split with the
 evaluation layout (padded streams), and the NLL sums and token counts must
 agree. The whole check runs in float64, where only rounding separates the
-two, and again in float32.
+two, and again in float32. Last, the NumPy model must reproduce the PyTorch
+fixture of the Rust tests, rnnlm/tests/fixtures/tiny_lstm.safetensors.
 
 Usage: .venv/bin/python bench-suite/reference/check_numpy_vs_torch.py
 """
 
+import json
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import torch
+from safetensors import safe_open
+from safetensors.numpy import load_file
 
 import corpus
 import numpy_rnnlm
@@ -29,6 +34,8 @@ DROPOUT = 0.3
 CLIP = 0.1
 LR = 1.0
 EVAL_TOKENS, EVAL_BATCH = 37, 4
+
+FIXTURE = Path(__file__).resolve().parents[2] / "rnnlm" / "tests" / "fixtures" / "tiny_lstm.safetensors"
 
 # (rtol, atol) per dtype. Float64 differences come only from summation
 # order. Float32 ones measured about 1e-7 relative here, and 1e-4 leaves
@@ -81,20 +88,20 @@ class Comparison:
         self.rtol, self.atol = TOLERANCES[dtype]
         self.failures = 0
 
-    def check(self, what, expected, actual):
+    def check(self, description, expected, actual):
         expected = np.asarray(expected, dtype=np.float64)
         actual = np.asarray(actual, dtype=np.float64)
         if expected.shape != actual.shape:
-            print(f"FAIL {what}: shape {actual.shape}, expected {expected.shape}")
+            print(f"FAIL {description}: shape {actual.shape}, expected {expected.shape}")
             self.failures += 1
             return
         diff = float(np.max(np.abs(expected - actual))) if expected.size else 0.0
         ok = np.allclose(actual, expected, rtol=self.rtol, atol=self.atol)
-        print(f"{'ok  ' if ok else 'FAIL'} {what}: max abs diff {diff:.3e}")
+        print(f"{'ok  ' if ok else 'FAIL'} {description}: max abs diff {diff:.3e}")
         self.failures += not ok
 
-    def require(self, what, condition):
-        print(f"{'ok  ' if condition else 'FAIL'} {what}")
+    def require(self, description, condition):
+        print(f"{'ok  ' if condition else 'FAIL'} {description}")
         self.failures += not condition
 
 
@@ -194,11 +201,60 @@ def check_mask_draws():
     return comparison.failures
 
 
+def check_fixture():
+    """Check the Rust tests' PyTorch fixture against the NumPy model in float64.
+
+    This also checks the layout conversion the Rust model relies on: a single
+    bias equal to bias_ih + bias_hh, whose gradient is grad.rnn.bias_ih.
+    """
+    print(f"--- {FIXTURE.name}")
+    tensors = load_file(FIXTURE)
+    config = json.loads(safe_open(FIXTURE, "np").metadata()["fixture"])
+    comparison = Comparison(np.float64)
+    # The fixture is float32 rounded from float64, so agreement is limited to
+    # float32 rounding of values up to about 2.5 (the loss).
+    comparison.rtol, comparison.atol = 1e-6, 1e-7
+
+    model = numpy_rnnlm.BetterRnnlm(config["vocab"], config["hidden"], config["layers"], 0.0, True,
+                                    "uniform", 0.1, np.random.default_rng(0), np.float64)
+    params = iter(model.params)
+    next(params)[...] = tensors["encoder.weight"]
+    for layer in range(config["layers"]):
+        next(params)[...] = tensors[f"rnn.weight_ih_l{layer}"].T
+        next(params)[...] = tensors[f"rnn.weight_hh_l{layer}"].T
+        next(params)[...] = (tensors[f"rnn.bias_ih_l{layer}"].astype(np.float64)
+                             + tensors[f"rnn.bias_hh_l{layer}"])
+    next(params)[...] = tensors["decoder.bias"]
+
+    logits = model.predict(tensors["input_ids"], train=False)
+    model.reset_state()
+    loss = model.forward(tensors["input_ids"], tensors["target_ids"], train=False)
+    model.backward()
+
+    comparison.check("fixture logits", tensors["logits"], logits)
+    comparison.check("fixture loss", tensors["loss"], loss)
+    comparison.check("fixture h_n", tensors["h_n"], np.stack([lstm.h for lstm in model.lstms]))
+    comparison.check("fixture c_n", tensors["c_n"], np.stack([lstm.c for lstm in model.lstms]))
+    grads = iter(model.grads)
+    comparison.check("fixture grad.encoder.weight", tensors["grad.encoder.weight"], next(grads))
+    for layer in range(config["layers"]):
+        comparison.check(f"fixture grad.rnn.weight_ih_l{layer}",
+                         tensors[f"grad.rnn.weight_ih_l{layer}"].T, next(grads))
+        comparison.check(f"fixture grad.rnn.weight_hh_l{layer}",
+                         tensors[f"grad.rnn.weight_hh_l{layer}"].T, next(grads))
+        bias_grad = next(grads)
+        comparison.check(f"fixture grad.rnn.bias_ih_l{layer}", tensors[f"grad.rnn.bias_ih_l{layer}"], bias_grad)
+        comparison.check(f"fixture grad.rnn.bias_hh_l{layer}", tensors[f"grad.rnn.bias_hh_l{layer}"], bias_grad)
+    comparison.check("fixture grad.decoder.bias", tensors["grad.decoder.bias"], next(grads))
+    return comparison.failures
+
+
 def main():
     torch.set_num_threads(1)
     torch.manual_seed(0)
     failures = check_mask_draws()
     failures += sum(run_check(dtype) for dtype in (np.float64, np.float32))
+    failures += check_fixture()
     if failures:
         print(f"{failures} checks failed")
         sys.exit(1)
