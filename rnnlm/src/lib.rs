@@ -8,6 +8,7 @@ pub mod eval;
 pub mod fetch;
 pub mod matmul;
 pub mod model;
+pub mod profile;
 pub mod runtime;
 pub mod step;
 pub mod train;

@@ -11,6 +11,7 @@ use rnnlm_kernels::{DropoutRng, Kernels};
 
 use crate::matmul::{gemm, view, view_mut};
 use crate::model::Model;
+use crate::profile::{Phase, Profiler};
 use crate::workspace::{Dropout, Workspace};
 
 /// What a forward pass computes after the logits.
@@ -25,11 +26,31 @@ pub enum Mode<'a> {
     Eval,
 }
 
-/// Shared context of a pass: the kernel path and the thread count.
+/// Shared context of a pass: the kernel path, the thread count and an
+/// optional profiler (the benchmark harness leaks one for the process).
 #[derive(Clone, Copy, Debug)]
 pub struct Compute {
     pub kernels: Kernels,
     pub threads: usize,
+    pub profiler: Option<&'static Profiler>,
+}
+
+impl Compute {
+    pub fn new(kernels: Kernels, threads: usize) -> Compute {
+        Compute {
+            kernels,
+            threads: threads.max(1),
+            profiler: None,
+        }
+    }
+
+    /// Runs `work`, adding its time to `phase` when profiling.
+    pub fn time<R>(&self, phase: Phase, work: impl FnOnce() -> R) -> R {
+        match self.profiler {
+            Some(profiler) => profiler.time(phase, work),
+            None => work(),
+        }
+    }
 }
 
 /// Runs the forward pass over `steps` steps (at most `ws.steps`) and returns
@@ -76,12 +97,14 @@ pub fn forward(
 
     // Embedding lookup into the first layer's input.
     let embed = config.embed;
-    k.embedding_gather(
-        embed,
-        &params[layout.embedding.clone()],
-        inputs,
-        &mut ws.inputs[0][..rows * embed],
-    );
+    cx.time(Phase::Embedding, || {
+        k.embedding_gather(
+            embed,
+            &params[layout.embedding.clone()],
+            inputs,
+            &mut ws.inputs[0][..rows * embed],
+        )
+    });
 
     for (l, ranges) in layout.layers.iter().enumerate() {
         let input_size = config.layer_input(l);
@@ -96,19 +119,23 @@ pub fn forward(
                 rows,
                 input_size,
             );
-            k.dropout_mask(rng, dropout.at_input(l), mask);
-            k.dropout_apply(input, mask);
+            cx.time(Phase::Dropout, || {
+                k.dropout_mask(rng, dropout.at_input(l), mask)
+            });
+            cx.time(Phase::Dropout, || k.dropout_apply(input, mask));
         }
 
         // Input contribution of every step at once: gates = X Wx.
         let gates = &mut ws.gates[l][..rows * 4 * hidden];
-        gemm(
-            cx.threads,
-            view_mut(gates, rows, 4 * hidden),
-            Accum::Replace,
-            view(input, rows, input_size),
-            view(&params[ranges.wx.clone()], input_size, 4 * hidden),
-        );
+        cx.time(Phase::InputProducts, || {
+            gemm(
+                cx.threads,
+                view_mut(gates, rows, 4 * hidden),
+                Accum::Replace,
+                view(input, rows, input_size),
+                view(&params[ranges.wx.clone()], input_size, 4 * hidden),
+            )
+        });
 
         // Recurrent steps: gates_t += h_{t-1} Wh, then the fused cell.
         let wh = view(&params[ranges.wh.clone()], hidden, 4 * hidden);
@@ -118,25 +145,29 @@ pub fn forward(
             let gates_t = &mut gates[t * 4 * state..(t + 1) * 4 * state];
             let (h_prev, h_next) = ws.h[l].split_at_mut((t + 1) * state);
             let h_prev = &h_prev[t * state..];
-            gemm(
-                cx.threads,
-                view_mut(gates_t, batch, 4 * hidden),
-                Accum::Add,
-                view(h_prev, batch, hidden),
-                wh,
-            );
+            cx.time(Phase::RecurrentProducts, || {
+                gemm(
+                    cx.threads,
+                    view_mut(gates_t, batch, 4 * hidden),
+                    Accum::Add,
+                    view(h_prev, batch, hidden),
+                    wh,
+                )
+            });
 
             let (c_prev, c_next) = ws.c[l].split_at_mut((t + 1) * state);
-            k.lstm_forward(
-                batch,
-                hidden,
-                gates_t,
-                bias,
-                &c_prev[t * state..],
-                &mut c_next[..state],
-                &mut h_next[..state],
-                &mut ws.tanh_c[l][t * state..(t + 1) * state],
-            );
+            cx.time(Phase::LstmCell, || {
+                k.lstm_forward(
+                    batch,
+                    hidden,
+                    gates_t,
+                    bias,
+                    &c_prev[t * state..],
+                    &mut c_next[..state],
+                    &mut h_next[..state],
+                    &mut ws.tanh_c[l][t * state..(t + 1) * state],
+                )
+            });
         }
 
         // The layer's output feeds the next layer (dropout applied there) or
@@ -160,44 +191,50 @@ pub fn forward(
             rows,
             hidden,
         );
-        k.dropout_mask(rng, dropout.output, mask);
-        k.dropout_apply(top, mask);
+        cx.time(Phase::Dropout, || k.dropout_mask(rng, dropout.output, mask));
+        cx.time(Phase::Dropout, || k.dropout_apply(top, mask));
     }
 
     // Projection: logits = top P^T + out_bias, with P = E when tied.
     let logits = &mut ws.logits[..rows * vocab];
-    gemm(
-        cx.threads,
-        view_mut(logits, rows, vocab),
-        Accum::Replace,
-        view(top, rows, hidden),
-        view(&params[layout.projection()], vocab, hidden).transpose(),
-    );
-    k.add_row_bias(logits, &params[layout.out_bias.clone()]);
+    cx.time(Phase::ProjectionProducts, || {
+        gemm(
+            cx.threads,
+            view_mut(logits, rows, vocab),
+            Accum::Replace,
+            view(top, rows, hidden),
+            view(&params[layout.projection()], vocab, hidden).transpose(),
+        )
+    });
+    cx.time(Phase::Other, || {
+        k.add_row_bias(logits, &params[layout.out_bias.clone()])
+    });
 
     // Loss, rows split across threads.
     let rows_per_task = rows.div_ceil(cx.threads.max(1)).max(1);
-    if dropout.is_some() {
-        let scale = 1.0 / rows as f32;
-        logits
-            .par_chunks_mut(rows_per_task * vocab)
-            .zip(targets.par_chunks(rows_per_task))
-            .map(|(block, block_targets)| {
-                k.softmax_cross_entropy(block_targets.len(), vocab, block, block_targets, scale)
-            })
-            .sum()
-    } else {
-        let log_probs = &mut ws.log_probs[..rows];
-        let log_likelihood: f64 = logits
-            .par_chunks(rows_per_task * vocab)
-            .zip(targets.par_chunks(rows_per_task))
-            .zip(log_probs.par_chunks_mut(rows_per_task))
-            .map(|((block, block_targets), out)| {
-                k.log_softmax_at(block_targets.len(), vocab, block, block_targets, out)
-            })
-            .sum();
-        -log_likelihood
-    }
+    cx.time(Phase::Softmax, || {
+        if dropout.is_some() {
+            let scale = 1.0 / rows as f32;
+            logits
+                .par_chunks_mut(rows_per_task * vocab)
+                .zip(targets.par_chunks(rows_per_task))
+                .map(|(block, block_targets)| {
+                    k.softmax_cross_entropy(block_targets.len(), vocab, block, block_targets, scale)
+                })
+                .sum()
+        } else {
+            let log_probs = &mut ws.log_probs[..rows];
+            let log_likelihood: f64 = logits
+                .par_chunks(rows_per_task * vocab)
+                .zip(targets.par_chunks(rows_per_task))
+                .zip(log_probs.par_chunks_mut(rows_per_task))
+                .map(|((block, block_targets), out)| {
+                    k.log_softmax_at(block_targets.len(), vocab, block, block_targets, out)
+                })
+                .sum();
+            -log_likelihood
+        }
+    })
 }
 
 /// Returns the part of `buffer` one site's mask uses: `(B, In)` shared by all
@@ -248,33 +285,39 @@ pub fn backward(
     let top = &ws.top[..rows * hidden];
     let out_bias_grad = &mut grads[layout.out_bias.clone()];
     out_bias_grad.fill(0.0);
-    k.add_column_sums(d_logits, out_bias_grad);
-    gemm(
-        cx.threads,
-        view_mut(&mut grads[layout.projection()], vocab, hidden),
-        Accum::Replace,
-        view(d_logits, rows, vocab).transpose(),
-        view(top, rows, hidden),
-    );
+    cx.time(Phase::Other, || k.add_column_sums(d_logits, out_bias_grad));
+    cx.time(Phase::ProjectionProducts, || {
+        gemm(
+            cx.threads,
+            view_mut(&mut grads[layout.projection()], vocab, hidden),
+            Accum::Replace,
+            view(d_logits, rows, vocab).transpose(),
+            view(top, rows, hidden),
+        )
+    });
     let d_h = &mut ws.d_h[..rows * hidden];
-    gemm(
-        cx.threads,
-        view_mut(d_h, rows, hidden),
-        Accum::Replace,
-        view(d_logits, rows, vocab),
-        view(&params[layout.projection()], vocab, hidden),
-    );
+    cx.time(Phase::ProjectionProducts, || {
+        gemm(
+            cx.threads,
+            view_mut(d_h, rows, hidden),
+            Accum::Replace,
+            view(d_logits, rows, vocab),
+            view(&params[layout.projection()], vocab, hidden),
+        )
+    });
     if dropout.output > 0.0 {
-        k.dropout_apply(
-            d_h,
-            mask_for(
-                &mut ws.output_mask,
-                dropout.variational,
-                batch,
-                rows,
-                hidden,
-            ),
-        );
+        cx.time(Phase::Dropout, || {
+            k.dropout_apply(
+                d_h,
+                mask_for(
+                    &mut ws.output_mask,
+                    dropout.variational,
+                    batch,
+                    rows,
+                    hidden,
+                ),
+            )
+        });
     }
 
     for (l, ranges) in layout.layers.iter().enumerate().rev() {
@@ -291,55 +334,65 @@ pub fn backward(
             let d_h_t = &mut d_h[t * state..(t + 1) * state];
             if t + 1 < steps {
                 let d_gates_next = &d_gates[(t + 1) * 4 * state..(t + 2) * 4 * state];
-                gemm(
-                    cx.threads,
-                    view_mut(d_h_t, batch, hidden),
-                    Accum::Add,
-                    view(d_gates_next, batch, 4 * hidden),
-                    view(wh, hidden, 4 * hidden).transpose(),
-                );
+                cx.time(Phase::RecurrentProducts, || {
+                    gemm(
+                        cx.threads,
+                        view_mut(d_h_t, batch, hidden),
+                        Accum::Add,
+                        view(d_gates_next, batch, 4 * hidden),
+                        view(wh, hidden, 4 * hidden).transpose(),
+                    )
+                });
             }
-            k.lstm_backward(
-                batch,
-                hidden,
-                &ws.gates[l][t * 4 * state..(t + 1) * 4 * state],
-                &ws.c[l][t * state..(t + 1) * state],
-                &ws.tanh_c[l][t * state..(t + 1) * state],
-                d_h_t,
-                d_c,
-                &mut d_gates[t * 4 * state..(t + 1) * 4 * state],
-            );
+            cx.time(Phase::LstmCell, || {
+                k.lstm_backward(
+                    batch,
+                    hidden,
+                    &ws.gates[l][t * 4 * state..(t + 1) * 4 * state],
+                    &ws.c[l][t * state..(t + 1) * state],
+                    &ws.tanh_c[l][t * state..(t + 1) * state],
+                    d_h_t,
+                    d_c,
+                    &mut d_gates[t * 4 * state..(t + 1) * 4 * state],
+                )
+            });
         }
 
         // Weight gradients over all steps at once.
         let bias_grad = &mut grads[ranges.bias.clone()];
         bias_grad.fill(0.0);
-        k.add_column_sums(d_gates, bias_grad);
-        gemm(
-            cx.threads,
-            view_mut(&mut grads[ranges.wh.clone()], hidden, 4 * hidden),
-            Accum::Replace,
-            view(&ws.h[l][..rows * hidden], rows, hidden).transpose(),
-            view(d_gates, rows, 4 * hidden),
-        );
+        cx.time(Phase::Other, || k.add_column_sums(d_gates, bias_grad));
+        cx.time(Phase::RecurrentWeightGradient, || {
+            gemm(
+                cx.threads,
+                view_mut(&mut grads[ranges.wh.clone()], hidden, 4 * hidden),
+                Accum::Replace,
+                view(&ws.h[l][..rows * hidden], rows, hidden).transpose(),
+                view(d_gates, rows, 4 * hidden),
+            )
+        });
         let input = &ws.inputs[l][..rows * input_size];
-        gemm(
-            cx.threads,
-            view_mut(&mut grads[ranges.wx.clone()], input_size, 4 * hidden),
-            Accum::Replace,
-            view(input, rows, input_size).transpose(),
-            view(d_gates, rows, 4 * hidden),
-        );
+        cx.time(Phase::InputProducts, || {
+            gemm(
+                cx.threads,
+                view_mut(&mut grads[ranges.wx.clone()], input_size, 4 * hidden),
+                Accum::Replace,
+                view(input, rows, input_size).transpose(),
+                view(d_gates, rows, 4 * hidden),
+            )
+        });
 
         // Gradient with respect to the layer's input, through its dropout.
         let d_x = &mut ws.d_x[..rows * input_size];
-        gemm(
-            cx.threads,
-            view_mut(d_x, rows, input_size),
-            Accum::Replace,
-            view(d_gates, rows, 4 * hidden),
-            view(&params[ranges.wx.clone()], input_size, 4 * hidden).transpose(),
-        );
+        cx.time(Phase::InputProducts, || {
+            gemm(
+                cx.threads,
+                view_mut(d_x, rows, input_size),
+                Accum::Replace,
+                view(d_gates, rows, 4 * hidden),
+                view(&params[ranges.wx.clone()], input_size, 4 * hidden).transpose(),
+            )
+        });
         if dropout.at_input(l) > 0.0 {
             let mask = mask_for(
                 &mut ws.input_masks[l],
@@ -348,7 +401,7 @@ pub fn backward(
                 rows,
                 input_size,
             );
-            k.dropout_apply(d_x, mask);
+            cx.time(Phase::Dropout, || k.dropout_apply(d_x, mask));
         }
         if l > 0 {
             ws.d_h[..rows * hidden].copy_from_slice(&ws.d_x[..rows * hidden]);
@@ -361,10 +414,12 @@ pub fn backward(
     if layout.decoder.is_some() {
         embedding_grad.fill(0.0);
     }
-    k.embedding_scatter_add(
-        config.embed,
-        embedding_grad,
-        inputs,
-        &ws.d_x[..rows * config.embed],
-    );
+    cx.time(Phase::Embedding, || {
+        k.embedding_scatter_add(
+            config.embed,
+            embedding_grad,
+            inputs,
+            &ws.d_x[..rows * config.embed],
+        )
+    });
 }

@@ -9,6 +9,7 @@ use crate::batch::Streams;
 use crate::error::ConfigError;
 use crate::eval::{EvalResult, Evaluator, Protocol};
 use crate::model::Model;
+use crate::profile::Phase;
 use crate::step::{Compute, Mode, backward, forward};
 use crate::workspace::{Dropout, Workspace};
 
@@ -228,10 +229,7 @@ impl Trainer {
     pub fn new(model: Model, options: TrainOptions, kernels: Kernels, threads: usize) -> Trainer {
         let rows = options.batch * options.bptt;
         Trainer {
-            cx: Compute {
-                kernels,
-                threads: threads.max(1),
-            },
+            cx: Compute::new(kernels, threads),
             grads: vec![0.0; model.layout.total],
             best_params: model.params.clone(),
             best_valid_ppl: f64::INFINITY,
@@ -278,8 +276,24 @@ impl Trainer {
             &mut self.grads,
         );
 
+        let cx = self.cx;
+        let grad_norm = cx.time(Phase::Optimizer, || self.clip_and_update());
+        self.ws.carry_state(steps);
+        StepResult {
+            loss: loss_sum / rows as f64,
+            grad_norm,
+        }
+    }
+
+    /// Takes the global gradient norm and applies the SGD update, with the
+    /// step scaled down so the update's gradient has norm at most `clip`.
+    /// Skips the update when the norm is not finite. Returns the norm before
+    /// clipping.
+    fn clip_and_update(&mut self) -> f64 {
         let k = self.cx.kernels;
-        let grad_norm = parallel_chunks(&self.grads)
+        let grad_norm = self
+            .grads
+            .par_chunks(CHUNK)
             .map(|chunk| k.sum_squares(chunk))
             .sum::<f64>()
             .sqrt();
@@ -294,11 +308,7 @@ impl Trainer {
                 .zip(self.grads.par_chunks(CHUNK))
                 .for_each(|(p, g)| k.sgd_update(p, g, step_size));
         }
-        self.ws.carry_state(steps);
-        StepResult {
-            loss: loss_sum / rows as f64,
-            grad_norm,
-        }
+        grad_norm
     }
 
     /// Copies window `window` of `streams` into the step's id buffers and
@@ -437,7 +447,3 @@ impl Trainer {
 /// Elements per parallel task of the whole-buffer passes (norm, update):
 /// 256 KiB of f32, large enough that task overhead is negligible.
 const CHUNK: usize = 1 << 16;
-
-fn parallel_chunks(data: &[f32]) -> rayon::slice::Chunks<'_, f32> {
-    data.par_chunks(CHUNK)
-}

@@ -71,7 +71,7 @@ pub fn run(args: EvalArgs) -> CliResult {
     };
     let mut evaluator = Evaluator::new(&loaded.model, batch, args.bptt);
     let result = evaluator.evaluate(
-        Compute { kernels, threads },
+        Compute::new(kernels, threads),
         &loaded.model,
         &tokens,
         eos,

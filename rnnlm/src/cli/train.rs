@@ -245,7 +245,7 @@ pub fn run(args: TrainArgs) -> CliResult {
     trainer.run(&corpus.train, &corpus.valid, eos, &mut observer)?;
 
     // The trainer leaves the best parameters in the model.
-    let cx = Compute { kernels, threads };
+    let cx = Compute::new(kernels, threads);
     let mut evaluator = Evaluator::new(&trainer.model, args.eval_batch, args.bptt);
     let test = evaluator.evaluate(cx, &trainer.model, &corpus.test, eos, Protocol::Full);
     let best_valid = trainer.best_valid_ppl();
