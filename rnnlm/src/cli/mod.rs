@@ -36,6 +36,7 @@ pub fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("RNNLM_LOG")
                 .unwrap_or_else(|_| "info".into()),
         )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .with_target(false)
         .init();
