@@ -423,3 +423,78 @@ pub fn backward(
         )
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Init, ModelConfig};
+
+    const BATCH: usize = 3;
+    const STEPS: usize = 5;
+
+    /// Runs two training windows and returns, per window, which elements of
+    /// the first layer's input (the embedding after dropout) were dropped,
+    /// as `(T B, Emb)` booleans.
+    fn dropped_inputs(variational: bool) -> Vec<Vec<bool>> {
+        let config = ModelConfig {
+            vocab: 13,
+            embed: 8,
+            hidden: 8,
+            layers: 2,
+            tied: true,
+        };
+        // Uniform init: no embedding entry is exactly 0 before dropout.
+        let model = Model::new(config.clone(), Init::Uniform(0.5), 1).unwrap();
+        let dropout = Dropout {
+            variational,
+            ..Dropout::uniform(0.5)
+        };
+        let cx = Compute::new(Kernels::scalar(), 1);
+        let mut ws = Workspace::new(&config, BATCH, STEPS, true);
+        let mut rng = rnnlm_kernels::dropout_rng(9);
+        let inputs: Vec<u32> = (0..BATCH * STEPS).map(|i| (i % 13) as u32).collect();
+        let mut windows = Vec::new();
+        for _ in 0..2 {
+            let mode = Mode::Train {
+                dropout: &dropout,
+                rng: &mut rng,
+            };
+            forward(cx, &model, &mut ws, &inputs, &inputs, STEPS, mode);
+            windows.push(ws.inputs[0].iter().map(|&x| x == 0.0).collect());
+        }
+        windows
+    }
+
+    #[test]
+    fn variational_masks_are_shared_along_time() {
+        let windows = dropped_inputs(true);
+        let width = BATCH * 8;
+        for window in &windows {
+            let first_step = &window[..width];
+            assert!(first_step.iter().any(|&d| d) && first_step.iter().any(|&d| !d));
+            for t in 1..STEPS {
+                assert_eq!(
+                    &window[t * width..(t + 1) * width],
+                    first_step,
+                    "step {t} differs from step 0"
+                );
+            }
+        }
+        assert_ne!(
+            windows[0][..width],
+            windows[1][..width],
+            "two windows drew the same mask"
+        );
+    }
+
+    #[test]
+    fn standard_masks_differ_between_steps() {
+        let windows = dropped_inputs(false);
+        let width = BATCH * 8;
+        let window = &windows[0];
+        let differing_steps = (1..STEPS)
+            .filter(|&t| window[t * width..(t + 1) * width] != window[..width])
+            .count();
+        assert_eq!(differing_steps, STEPS - 1);
+    }
+}
