@@ -1,0 +1,161 @@
+//! `rnnlm train` and `rnnlm eval` end to end: impossible settings rejected
+//! before any work, and a short run on real PTB whose checkpoint reproduces
+//! the validation perplexity printed at save time.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn rnnlm(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rnnlm"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the rnnlm binary runs")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Runs `train` with `extra` flags on a tiny corpus and expects a rejection
+/// that names `flag`, with no checkpoint written.
+fn assert_rejected(extra: &[&str], flag: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    for split in ["train", "valid", "test"] {
+        std::fs::write(
+            data.join(format!("ptb.{split}.txt")),
+            " the cat sat\n the dog sat\n",
+        )
+        .unwrap();
+    }
+    let mut args = vec![
+        "train",
+        "--data",
+        "data",
+        "--offline",
+        "--save",
+        "model.safetensors",
+    ];
+    if !extra.contains(&"--hidden") {
+        args.extend_from_slice(&["--hidden", "8"]);
+    }
+    args.extend_from_slice(extra);
+    let output = rnnlm(&args, dir.path());
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{extra:?}: {message}");
+    assert!(
+        message.contains(flag),
+        "{extra:?}: message does not name {flag}: {message}"
+    );
+    assert!(!message.contains("panicked"), "{extra:?}: {message}");
+    assert!(
+        !dir.path().join("model.safetensors").exists(),
+        "{extra:?}: a checkpoint was written"
+    );
+}
+
+#[test]
+fn train_rejects_impossible_settings() {
+    assert_rejected(&["--hidden", "0"], "--hidden");
+    assert_rejected(&["--dropout", "1"], "--dropout");
+    assert_rejected(&["--dropout-between", "1.5"], "--dropout-between");
+    assert_rejected(&["--lr", "0"], "--lr");
+    assert_rejected(&["--lr=-1"], "--lr");
+    assert_rejected(&["--clip", "0"], "--clip");
+    assert_rejected(&["--embed", "4"], "--embed");
+    assert_rejected(&["--bptt", "0"], "--bptt");
+    // The tiny corpus has 8 tokens: at most 4 streams of 2.
+    assert_rejected(&["--batch", "5"], "--batch");
+}
+
+#[test]
+fn train_then_eval_reproduces_saved_perplexity() {
+    let Some(ptb) = common::ptb_dir() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let ptb = ptb.to_str().unwrap();
+    let train = rnnlm(
+        &[
+            "train",
+            "--data",
+            ptb,
+            "--offline",
+            "--hidden",
+            "32",
+            "--epochs",
+            "2",
+            "--max-steps",
+            "15",
+            "--threads",
+            "2",
+            "--save",
+            "best.safetensors",
+            "--metrics",
+            "metrics.jsonl",
+        ],
+        dir.path(),
+    );
+    let out = String::from_utf8_lossy(&train.stdout).into_owned();
+    assert!(train.status.success(), "train failed: {}", stderr(&train));
+
+    // The last epoch line that saved the model carries the perplexity to match.
+    let saved_line = out
+        .lines()
+        .filter(|l| l.ends_with("| saved"))
+        .last()
+        .expect("an epoch saved the model");
+    let valid_ppl = saved_line
+        .split("valid ppl")
+        .nth(1)
+        .unwrap()
+        .split('|')
+        .next()
+        .unwrap()
+        .trim()
+        .to_string();
+
+    let eval = rnnlm(
+        &[
+            "eval",
+            "--checkpoint",
+            "best.safetensors",
+            "--split",
+            "valid",
+            "--data",
+            ptb,
+        ],
+        dir.path(),
+    );
+    let eval_out = String::from_utf8_lossy(&eval.stdout).into_owned();
+    assert!(eval.status.success(), "eval failed: {}", stderr(&eval));
+    assert!(
+        eval_out.contains(&format!("perplexity {valid_ppl} ")),
+        "train printed {valid_ppl}, eval printed: {eval_out}"
+    );
+
+    // Metrics: progress and epoch records with the documented keys.
+    let metrics = std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap();
+    let records: Vec<serde_json::Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let epochs: Vec<&serde_json::Value> =
+        records.iter().filter(|r| r["event"] == "epoch").collect();
+    assert_eq!(epochs.len(), 2);
+    for key in [
+        "tokens_per_sec",
+        "train_ppl",
+        "valid_ppl",
+        "lr",
+        "epoch",
+        "step",
+    ] {
+        assert!(epochs[0].get(key).is_some(), "epoch record lacks {key}");
+    }
+    assert_eq!(epochs[1]["step"], 30);
+    assert!(records.iter().any(|r| r["event"] == "progress"));
+    assert!(records.last().unwrap()["event"] == "end");
+}
