@@ -1,5 +1,6 @@
 //! rnnlm: training and inference of LSTM language models on CPUs.
 
+pub mod api;
 pub mod batch;
 pub mod checkpoint;
 pub mod corpus;
