@@ -409,6 +409,16 @@ impl Trainer {
             let train_secs = epoch_start.elapsed().as_secs_f64();
 
             let valid_ppl = self.evaluate(valid, eos).perplexity();
+            if !valid_ppl.is_finite() {
+                self.model.params.copy_from_slice(&self.best_params);
+                return Err(TrainError::Diverged {
+                    epoch,
+                    step: steps_in_epoch,
+                    what: "validation perplexity",
+                    value: valid_ppl,
+                    lr: self.lr,
+                });
+            }
             let improved = valid_ppl < self.best_valid_ppl;
             let summary = EpochSummary {
                 epoch,

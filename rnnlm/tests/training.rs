@@ -1,0 +1,191 @@
+//! The trainer on small synthetic data: repeatability, learning, the
+//! learning-rate schedules and divergence handling.
+
+use rnnlm::model::{Init, Model, ModelConfig};
+use rnnlm::train::{
+    EpochSummary, LrSchedule, Observer, Progress, TrainError, TrainOptions, Trainer,
+};
+use rnnlm::workspace::Dropout;
+use rnnlm_kernels::Kernels;
+
+const VOCAB: usize = 30;
+
+fn config() -> ModelConfig {
+    ModelConfig {
+        vocab: VOCAB,
+        embed: 16,
+        hidden: 16,
+        layers: 2,
+        tied: true,
+    }
+}
+
+/// A corpus with structure to learn: a fixed cycle of token ids.
+fn corpus(len: usize) -> Vec<u32> {
+    (0..len).map(|i| ((i * 7) % VOCAB) as u32).collect()
+}
+
+fn options() -> TrainOptions {
+    TrainOptions {
+        batch: 4,
+        bptt: 6,
+        lr: 5.0,
+        clip: 1.0,
+        epochs: 3,
+        dropout: Dropout::uniform(0.1),
+        eval_batch: 2,
+        ..TrainOptions::default()
+    }
+}
+
+#[derive(Default)]
+struct Recorder {
+    epochs: Vec<EpochSummary>,
+    progress: usize,
+}
+
+impl Observer for Recorder {
+    fn on_progress(&mut self, _: &Progress) {
+        self.progress += 1;
+    }
+
+    fn on_epoch(&mut self, summary: &EpochSummary, _: &Model) -> Result<(), TrainError> {
+        self.epochs.push(*summary);
+        Ok(())
+    }
+}
+
+fn run(options: TrainOptions, seed: u64, threads: usize) -> (Vec<EpochSummary>, Vec<f32>) {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        let model = Model::new(config(), Init::Uniform(0.1), seed).unwrap();
+        let mut trainer = Trainer::new(model, options, Kernels::process(), threads);
+        let mut recorder = Recorder::default();
+        trainer
+            .run(&corpus(2000), &corpus(300), 0, &mut recorder)
+            .unwrap();
+        (recorder.epochs, trainer.model.params)
+    })
+}
+
+#[test]
+fn same_seed_and_threads_repeat_exactly() {
+    let (first, params_first) = run(options(), 7, 2);
+    let (second, params_second) = run(options(), 7, 2);
+    assert_eq!(params_first, params_second);
+    for (a, b) in first.iter().zip(&second) {
+        assert_eq!(a.train_ppl, b.train_ppl);
+        assert_eq!(a.valid_ppl, b.valid_ppl);
+    }
+    let (other_seed, _) = run(
+        TrainOptions {
+            seed: 8,
+            ..options()
+        },
+        8,
+        2,
+    );
+    assert_ne!(first[0].train_ppl, other_seed[0].train_ppl);
+}
+
+#[test]
+fn training_learns_a_cyclic_corpus() {
+    // The book's rate and clipping; on this corpus every word fixes the next.
+    let options = TrainOptions {
+        lr: 20.0,
+        clip: 0.25,
+        ..options()
+    };
+    let (epochs, _) = run(options, 1, 1);
+    let valid: Vec<f64> = epochs.iter().map(|e| e.valid_ppl).collect();
+    // Uniform guessing over 30 words is perplexity 30; a learned cycle is near 1.
+    assert!(valid[0] < 30.0, "{valid:?}");
+    assert!(valid[2] < 2.0, "{valid:?}");
+}
+
+#[test]
+fn after_epoch_schedule_divides_every_epoch_from_the_given_one() {
+    let options = TrainOptions {
+        epochs: 4,
+        schedule: LrSchedule::AfterEpoch {
+            after: 2,
+            factor: 2.0,
+        },
+        ..options()
+    };
+    let (epochs, _) = run(options, 1, 1);
+    let rates: Vec<f32> = epochs.iter().map(|e| e.lr).collect();
+    assert_eq!(rates, [5.0, 5.0, 2.5, 1.25]);
+}
+
+#[test]
+fn plateau_schedule_divides_only_after_no_improvement() {
+    let options = TrainOptions {
+        epochs: 5,
+        // A rate this large overshoots, so some epochs fail to improve.
+        lr: 60.0,
+        clip: 5.0,
+        ..options()
+    };
+    let (epochs, _) = run(options, 3, 1);
+    let mut best = f64::INFINITY;
+    let mut expected_lr = 60.0f32;
+    for epoch in &epochs {
+        assert_eq!(epoch.lr, expected_lr, "epoch {}", epoch.epoch);
+        assert_eq!(epoch.improved, epoch.valid_ppl < best);
+        if epoch.valid_ppl < best {
+            best = epoch.valid_ppl;
+        } else {
+            expected_lr /= 4.0;
+        }
+    }
+}
+
+#[test]
+fn nan_loss_stops_at_the_first_window() {
+    let mut model = Model::new(config(), Init::Uniform(0.1), 1).unwrap();
+    let out_bias = model.layout.out_bias.clone();
+    model.params[out_bias][3] = f32::NAN;
+    let mut trainer = Trainer::new(model, options(), Kernels::process(), 1);
+    let error = trainer
+        .run(&corpus(2000), &corpus(300), 0, &mut Recorder::default())
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            TrainError::Diverged {
+                epoch: 1,
+                step: 1,
+                what: "loss",
+                ..
+            }
+        ),
+        "{error}"
+    );
+}
+
+#[test]
+fn divergence_stops_with_an_error_and_keeps_the_best_parameters() {
+    let model = Model::new(config(), Init::Uniform(0.1), 1).unwrap();
+    let initial = model.params.clone();
+    let options = TrainOptions {
+        lr: 1e30,
+        clip: f32::INFINITY,
+        ..options()
+    };
+    let mut trainer = Trainer::new(model, options, Kernels::process(), 1);
+    let error = trainer
+        .run(&corpus(2000), &corpus(300), 0, &mut Recorder::default())
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        matches!(error, TrainError::Diverged { epoch: 1, .. }),
+        "{message}"
+    );
+    assert!(message.contains("--lr"), "{message}");
+    // No epoch finished, so the best parameters are the initial ones.
+    assert_eq!(trainer.model.params, initial);
+}
