@@ -7,9 +7,9 @@
 
 use faer::Accum;
 use rayon::prelude::*;
-use rnnlm_kernels::{DropoutRng, Kernels};
+use rnnlm_kernels::{DropoutRng, Kernels, packed_len};
 
-use crate::matmul::{gemm, view, view_mut};
+use crate::matmul::{gemm, gemm_packed_add, view, view_mut};
 use crate::model::Model;
 use crate::profile::{Phase, Profiler};
 use crate::workspace::{Dropout, Workspace};
@@ -137,8 +137,13 @@ pub fn forward(
             )
         });
 
-        // Recurrent steps: gates_t += h_{t-1} Wh, then the fused cell.
-        let wh = view(&params[ranges.wh.clone()], hidden, 4 * hidden);
+        // Recurrent steps: gates_t += h_{t-1} Wh, then the fused cell. Wh is
+        // packed once for all steps of the window.
+        let wh = &params[ranges.wh.clone()];
+        let packed_wh = &mut ws.packed_wh[..packed_len(hidden, 4 * hidden)];
+        cx.time(Phase::RecurrentProducts, || {
+            k.pack_b(hidden, 4 * hidden, wh, false, packed_wh)
+        });
         let bias = &params[ranges.bias.clone()];
         let state = batch * hidden;
         for t in 0..steps {
@@ -146,12 +151,14 @@ pub fn forward(
             let (h_prev, h_next) = ws.h[l].split_at_mut((t + 1) * state);
             let h_prev = &h_prev[t * state..];
             cx.time(Phase::RecurrentProducts, || {
-                gemm(
+                gemm_packed_add(
                     cx.threads,
-                    view_mut(gates_t, batch, 4 * hidden),
-                    Accum::Add,
-                    view(h_prev, batch, hidden),
-                    wh,
+                    k,
+                    hidden,
+                    4 * hidden,
+                    h_prev,
+                    packed_wh,
+                    gates_t,
                 )
             });
 
@@ -325,6 +332,10 @@ pub fn backward(
         let d_gates = &mut ws.d_gates[..rows * 4 * hidden];
         let d_h = &mut ws.d_h[..rows * hidden];
         let wh = &params[ranges.wh.clone()];
+        let packed_wh_t = &mut ws.packed_wh[..packed_len(4 * hidden, hidden)];
+        cx.time(Phase::RecurrentProducts, || {
+            k.pack_b(4 * hidden, hidden, wh, true, packed_wh_t)
+        });
 
         // Through time, last step first: dh_t gets dgates_{t+1} Wh^T from the
         // step after it; the cell gradient dc flows from step to step.
@@ -335,12 +346,14 @@ pub fn backward(
             if t + 1 < steps {
                 let d_gates_next = &d_gates[(t + 1) * 4 * state..(t + 2) * 4 * state];
                 cx.time(Phase::RecurrentProducts, || {
-                    gemm(
+                    gemm_packed_add(
                         cx.threads,
-                        view_mut(d_h_t, batch, hidden),
-                        Accum::Add,
-                        view(d_gates_next, batch, 4 * hidden),
-                        view(wh, hidden, 4 * hidden).transpose(),
+                        k,
+                        4 * hidden,
+                        hidden,
+                        d_gates_next,
+                        packed_wh_t,
+                        d_h_t,
                     )
                 });
             }
