@@ -37,10 +37,18 @@ pub enum ApiError {
     Checkpoint(#[from] CheckpointError),
 
     #[error(
-        "{location}: word {word:?} is not in the vocabulary, which has no `{UNK}` entry to map \
-         it to; remove the word or use a model whose vocabulary has `{UNK}`"
+        "{}: word {word:?} is not in the vocabulary, which has no `{UNK}` entry to map it to; \
+         remove the word or use a model whose vocabulary has `{UNK}`",
+        match sentence {
+            Some(index) => format!("sentence {}", index + 1),
+            None => "the prompt".to_string(),
+        }
     )]
-    UnknownWord { word: String, location: String },
+    UnknownWord {
+        word: String,
+        /// The index of the sentence in the slice scored, `None` in a prompt.
+        sentence: Option<usize>,
+    },
 
     #[error(
         "the vocabulary has no `{EOS}` entry, which marks sentence boundaries; use a model \
@@ -166,7 +174,7 @@ impl LanguageModel {
         let encoded = sentences
             .iter()
             .enumerate()
-            .map(|(index, text)| self.encode(text, || format!("sentence {}", index + 1)))
+            .map(|(index, text)| self.encode(text, Some(index)))
             .collect::<Result<Vec<_>, _>>()?;
 
         // Longest first, so each batch contains sentences of similar length.
@@ -282,7 +290,7 @@ impl LanguageModel {
         if !(temperature >= 0.0 && temperature.is_finite()) {
             return Err(ApiError::InvalidTemperature(temperature));
         }
-        let prompt_ids = self.encode(prompt, || "the prompt".to_string())?;
+        let prompt_ids = self.encode(prompt, None)?;
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
 
         self.generate_workspace.reset_state();
@@ -334,8 +342,8 @@ impl LanguageModel {
     }
 
     /// Splits `text` on whitespace into ids, mapping unknown words to `<unk>`.
-    /// `location` names the text in an error.
-    fn encode(&self, text: &str, location: impl Fn() -> String) -> Result<Vec<u32>, ApiError> {
+    /// `sentence` is the text's index for an error, `None` for a prompt.
+    fn encode(&self, text: &str, sentence: Option<usize>) -> Result<Vec<u32>, ApiError> {
         let unk = self.vocab.unk();
         text.split_whitespace()
             .map(|word| {
@@ -344,7 +352,7 @@ impl LanguageModel {
                     .or(unk)
                     .ok_or_else(|| ApiError::UnknownWord {
                         word: word.to_string(),
-                        location: location(),
+                        sentence,
                     })
             })
             .collect()

@@ -240,11 +240,24 @@ fn score_without_unk_names_the_word() {
         .expect_err("zebra is unknown");
     let message = error.to_string();
     assert!(
-        matches!(&error, ApiError::UnknownWord { word, .. } if word == "zebra"),
+        matches!(&error, ApiError::UnknownWord { word, sentence: Some(1) } if word == "zebra"),
         "{message}"
     );
     assert!(message.contains("sentence 2"), "{message}");
     assert!(message.contains("\"zebra\""), "{message}");
+
+    let error = lm
+        .generate("a zebra", 3, 1.0, 0)
+        .expect_err("zebra is unknown");
+    let message = error.to_string();
+    assert!(
+        matches!(&error, ApiError::UnknownWord { word, sentence: None } if word == "zebra"),
+        "{message}"
+    );
+    assert!(
+        message.starts_with("the prompt: word \"zebra\""),
+        "{message}"
+    );
 }
 
 #[test]

@@ -1,7 +1,11 @@
 //! Command-line interface: argument parsing and dispatch to subcommands.
 
 mod eval;
+mod export;
+mod generate;
 mod observer;
+mod plot;
+mod score;
 mod train;
 
 use std::process::ExitCode;
@@ -25,6 +29,14 @@ enum Command {
     Train(train::TrainArgs),
     /// Print the perplexity of a checkpoint on a split.
     Eval(eval::EvalArgs),
+    /// Generate text from a checkpoint, optionally after a prompt.
+    Generate(generate::GenerateArgs),
+    /// Print the log probability and perplexity of each line of a text.
+    Score(score::ScoreArgs),
+    /// Write a checkpoint as a PyTorch state dict, vocab.txt and config.json.
+    Export(export::ExportArgs),
+    /// Draw training and validation perplexity from a metrics file as a PNG.
+    Plot(plot::PlotArgs),
 }
 
 /// Runs the CLI and turns an error into a message on stderr and exit code 1.
@@ -43,6 +55,10 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Train(args) => train::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Generate(args) => generate::run(args),
+        Command::Score(args) => score::run(args),
+        Command::Export(args) => export::run(args),
+        Command::Plot(args) => plot::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

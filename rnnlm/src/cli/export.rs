@@ -1,0 +1,92 @@
+//! `rnnlm export`: a checkpoint as a plain PyTorch state dict, a vocabulary
+//! file and a configuration file.
+//!
+//! `model.safetensors` contains only tensors, without metadata, under the names
+//! of PyTorch's word-language-model example: `encoder.weight` (V, Emb),
+//! `rnn.weight_ih_l{l}` (4H, In), `rnn.weight_hh_l{l}` (4H, H),
+//! `rnn.bias_ih_l{l}` and `rnn.bias_hh_l{l}` (4H), `decoder.weight` (V, H),
+//! written even when tied (then equal to `encoder.weight`), and
+//! `decoder.bias` (V). Gate order is i, f, g, o, as in `torch.nn.LSTM`.
+//! `vocab.txt` has one word per line: line i + 1 is the word of id i.
+//! `config.json` has the sizes and the special tokens.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use rnnlm::checkpoint;
+use rnnlm::corpus::{EOS, UNK};
+use safetensors::SafeTensors;
+use serde_json::json;
+
+use super::CliResult;
+
+/// File names written into the output directory.
+const MODEL_FILE: &str = "model.safetensors";
+const VOCAB_FILE: &str = "vocab.txt";
+const CONFIG_FILE: &str = "config.json";
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Checkpoint written by `rnnlm train`.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Directory to write model.safetensors, vocab.txt and config.json to
+    /// (created if missing; existing files of those names are replaced).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub fn run(args: ExportArgs) -> CliResult {
+    let loaded = checkpoint::load(&args.checkpoint)?;
+    fs::create_dir_all(&args.out).map_err(|e| {
+        format!(
+            "cannot create the output directory {}: {e}; check --out",
+            args.out.display()
+        )
+    })?;
+
+    // NOTE: the conversion to PyTorch's layout is private to the checkpoint
+    // module, so the model goes through a checkpoint file whose metadata is
+    // then dropped.
+    let staging = args.out.join(".model.checkpoint.tmp");
+    let tensors = checkpoint::save(&staging, &loaded.model, &loaded.vocab, &loaded.info)
+        .map_err(|e| e.to_string())
+        .and_then(|()| fs::read(&staging).map_err(|e| e.to_string()));
+    let _ = fs::remove_file(&staging);
+    let bytes = tensors.map_err(|e| format!("cannot convert the tensors: {e}"))?;
+    let state_dict = SafeTensors::deserialize(&bytes)?;
+    let model_path = args.out.join(MODEL_FILE);
+    let model_bytes = safetensors::serialize(state_dict.tensors(), None)?;
+    write_file(&model_path, &model_bytes)?;
+
+    let mut words = loaded.vocab.words().join("\n");
+    words.push('\n');
+    write_file(&args.out.join(VOCAB_FILE), words.as_bytes())?;
+
+    let config = &loaded.model.config;
+    let config_json = json!({
+        "vocab_size": config.vocab,
+        "embedding_size": config.embed,
+        "hidden_size": config.hidden,
+        "num_layers": config.layers,
+        "tied": config.tied,
+        "gate_order": "ifgo",
+        "eos": EOS,
+        "unk": loaded.vocab.unk().map(|_| UNK),
+        "checkpoint_info": loaded.info,
+    });
+    let mut text = serde_json::to_string_pretty(&config_json)?;
+    text.push('\n');
+    write_file(&args.out.join(CONFIG_FILE), text.as_bytes())?;
+
+    println!(
+        "wrote {MODEL_FILE}, {VOCAB_FILE} and {CONFIG_FILE} to {}",
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    fs::write(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
