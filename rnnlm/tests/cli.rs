@@ -310,6 +310,7 @@ fn export_round_trips() {
         assert_eq!(config["tied"], tied);
         assert_eq!(config["eos"], "<eos>");
         assert_eq!(config["checkpoint_info"]["epoch"], "3");
+        assert_eq!(config["checkpoint_info"]["train_options"]["batch"], 2);
 
         // Back into a checkpoint: the exported tensors plus the rnnlm
         // metadata load into the same parameters.

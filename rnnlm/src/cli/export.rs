@@ -10,6 +10,7 @@
 //! `vocab.txt` has one word per line: line i + 1 is the word of id i.
 //! `config.json` has the sizes and the special tokens.
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -17,7 +18,7 @@ use clap::Args;
 use rnnlm::checkpoint;
 use rnnlm::corpus::{EOS, UNK};
 use safetensors::SafeTensors;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::CliResult;
 
@@ -74,7 +75,7 @@ pub fn run(args: ExportArgs) -> CliResult {
         "gate_order": "ifgo",
         "eos": EOS,
         "unk": loaded.vocab.unk().map(|_| UNK),
-        "checkpoint_info": loaded.info,
+        "checkpoint_info": info_json(&loaded.info),
     });
     let mut text = serde_json::to_string_pretty(&config_json)?;
     text.push('\n');
@@ -85,6 +86,20 @@ pub fn run(args: ExportArgs) -> CliResult {
         args.out.display()
     );
     Ok(())
+}
+
+/// Returns the checkpoint's metadata as a JSON object. Values that are
+/// themselves JSON objects or arrays (such as `train_options`) are embedded
+/// as such, and every other value stays a string.
+fn info_json(info: &HashMap<String, String>) -> Value {
+    let entries = info.iter().map(|(key, text)| {
+        let value = match serde_json::from_str::<Value>(text) {
+            Ok(value @ (Value::Object(_) | Value::Array(_))) => value,
+            _ => Value::String(text.clone()),
+        };
+        (key.clone(), value)
+    });
+    Value::Object(entries.collect())
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), String> {

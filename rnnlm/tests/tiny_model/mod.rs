@@ -39,7 +39,10 @@ pub fn model(tied: bool) -> Model {
 /// its path.
 pub fn save_checkpoint(dir: &Path, tied: bool) -> PathBuf {
     let path = dir.join("tiny.safetensors");
-    let info = HashMap::from([("epoch".to_string(), "3".to_string())]);
+    let info = HashMap::from([
+        ("epoch".to_string(), "3".to_string()),
+        ("train_options".to_string(), r#"{"batch":2}"#.to_string()),
+    ]);
     checkpoint::save(&path, &model(tied), &vocab(), &info).expect("checkpoint saves");
     path
 }
