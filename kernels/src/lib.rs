@@ -23,6 +23,7 @@ mod dispatch;
 mod dropout;
 mod embedding;
 mod lstm;
+mod packed_gemm;
 mod softmax;
 mod vector;
 
@@ -34,3 +35,4 @@ mod x86;
 pub use activation::{scalar_exp, scalar_ln_f64, scalar_sigmoid, scalar_tanh};
 pub use dispatch::{Isa, IsaUnavailable, Kernels, ParseIsaError};
 pub use dropout::{DropoutRng, dropout_rng};
+pub use packed_gemm::{PANEL, packed_len};

@@ -4,7 +4,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use rnnlm_kernels::{Isa, Kernels, dropout_rng};
+use rnnlm_kernels::{Isa, Kernels, dropout_rng, packed_len};
 
 /// Counts allocations per thread, so that the test harness's own threads
 /// do not disturb the count of the thread under test.
@@ -73,6 +73,11 @@ struct Buffers {
     ids: Vec<u32>,
     rows: Vec<f32>,
     sums: Vec<f32>,
+    /// A recurrent weight Wh, `(H, 4H)`, and its packed forms as B = Wh
+    /// (K = H, N = 4H) and as B = Wh^T (K = 4H, N = H).
+    recurrent: Vec<f32>,
+    packed_forward: Vec<f32>,
+    packed_backward: Vec<f32>,
 }
 
 impl Buffers {
@@ -97,6 +102,9 @@ impl Buffers {
             ids: (0..batch).map(|b| (b * 3 % vocab) as u32).collect(),
             rows: filled(batch * hidden),
             sums: filled(hidden),
+            recurrent: filled(hidden * 4 * hidden),
+            packed_forward: filled(packed_len(hidden, 4 * hidden)),
+            packed_backward: filled(packed_len(4 * hidden, hidden)),
         }
     }
 
@@ -151,6 +159,42 @@ impl Buffers {
         kernels.sgd_update(&mut self.table, &self.table_grad, 20.0);
         kernels.add_row_bias(&mut self.rows, &self.sums);
         kernels.add_column_sums(&self.rows, &mut self.sums);
+
+        // The recurrent products of one LSTM step: gates += h Wh, then
+        // dh += dgates Wh^T.
+        let recurrent = &self.recurrent;
+        kernels.pack_b(
+            hidden,
+            4 * hidden,
+            recurrent,
+            false,
+            &mut self.packed_forward,
+        );
+        kernels.pack_b(
+            4 * hidden,
+            hidden,
+            recurrent,
+            true,
+            &mut self.packed_backward,
+        );
+        kernels.gemm_packed(
+            batch,
+            hidden,
+            4 * hidden,
+            &self.rows,
+            &self.packed_forward,
+            &mut self.gates,
+            true,
+        );
+        kernels.gemm_packed(
+            batch,
+            4 * hidden,
+            hidden,
+            &self.dgates,
+            &self.packed_backward,
+            &mut self.rows,
+            false,
+        );
     }
 }
 

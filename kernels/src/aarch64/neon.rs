@@ -7,7 +7,8 @@
 //! that rounding, a few ulp. LSTM backward, the element-wise products and
 //! sums, scaling and the SGD update round exactly as their twins do. The
 //! softmax sums and `sum_squares` add in a different order than the scalar
-//! loops.
+//! loops. `gemm_packed` works on whole zero-padded panels instead of handing
+//! a tail to its twin, and its fused multiply-adds round differently.
 //!
 //! NEON's `vmaxq_f32` and `vminq_f32` (FMAX, FMIN) return NaN when either
 //! operand is NaN, so the input clamps pass NaN through as the scalar
@@ -25,6 +26,7 @@ use crate::activation::{
     EXP_C2, EXP_C3, EXP_C4, EXP_C5, EXP_C6, EXP_C7, EXP_MAX_INPUT, EXP_MIN_INPUT, LN2_HI, LN2_LO,
     LOG2_E, ROUND_MAGIC, TANH_CLAMP, scalar_exp,
 };
+use crate::packed_gemm::{PANEL, Tile, for_each_tile};
 use crate::softmax::BLOCK;
 use crate::{activation, dropout, embedding, lstm, vector};
 
@@ -464,4 +466,128 @@ fn scale_in_place_neon(x: &mut [f32], factor: f32) {
         store(v, vmulq_n_f32(load(v), factor));
     }
     vector::scalar::scale_in_place(tail, factor);
+}
+
+/// Rows in the tallest tile of `gemm_packed`.
+///
+/// A tile of R rows by one panel (16 columns, four q vectors) keeps 4R
+/// accumulators in registers for the whole K loop. Each k step loads the
+/// panel's four vectors and issues 4R fused multiply-adds, each taking its
+/// A element as a scalar operand. With R = 6 that is 24 accumulators and
+/// 4 panel vectors, 28 of the 32 vector registers, plus the A elements.
+/// Per k step 4 vector loads and R scalar loads feed 4R FMAs, so the FMA
+/// units set the pace on cores with two or more of them. Rows are split
+/// into balanced tiles of at most 6 (20 rows become 4 x 5).
+///
+/// NOTE: unlike the x86 paths this one issues no software prefetch
+/// (`core::arch::aarch64::_prefetch` is unstable), and its speed has not
+/// been measured on aarch64 hardware; qemu checks only its results.
+const GEMM_MAX_ROWS: usize = 6;
+
+pub(crate) fn gemm_packed(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    packed_b: &[f32],
+    c: &mut [f32],
+    accumulate: bool,
+) {
+    // SAFETY: only a `Kernels` of `Isa::Neon` calls this, and its constructor checked
+    // that this CPU has NEON.
+    unsafe { gemm_packed_neon(m, k, n, a, packed_b, c, accumulate) }
+}
+
+/// Runs `packed_gemm::for_each_tile` with strips of one panel.
+#[target_feature(enable = "neon")]
+fn gemm_packed_neon(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    packed_b: &[f32],
+    c: &mut [f32],
+    accumulate: bool,
+) {
+    let strip_panels = 1;
+    for_each_tile(
+        m,
+        k,
+        n,
+        a,
+        packed_b,
+        c,
+        accumulate,
+        GEMM_MAX_ROWS,
+        strip_panels,
+        |tile| match tile.rows {
+            1 => gemm_tile::<1>(tile),
+            2 => gemm_tile::<2>(tile),
+            3 => gemm_tile::<3>(tile),
+            4 => gemm_tile::<4>(tile),
+            5 => gemm_tile::<5>(tile),
+            6 => gemm_tile::<6>(tile),
+            rows => unreachable!("row tiles have 1 to {GEMM_MAX_ROWS} rows, got {rows}"),
+        },
+    );
+}
+
+/// Computes one tile of C, `MR` rows by one panel, in registers.
+#[target_feature(enable = "neon")]
+fn gemm_tile<const MR: usize>(tile: Tile) {
+    const QUADS: usize = PANEL / LANES;
+    let Tile {
+        panels,
+        k,
+        a,
+        b,
+        c,
+        ldc,
+        accumulate,
+        ..
+    } = tile;
+    assert_eq!(panels, 1, "gemm tile: NEON tiles are one panel wide");
+    let cols = c.len() - (MR - 1) * ldc;
+    assert!(
+        (1..=PANEL).contains(&cols),
+        "gemm tile: {cols} columns do not fit one panel"
+    );
+    // Slicing to exactly K elements (or K steps) lets the compiler drop the
+    // bounds checks of the K loop.
+    let a_rows: [&[f32]; MR] = core::array::from_fn(|r| &a[r * k..(r + 1) * k]);
+    let b_steps = &b.as_chunks::<PANEL>().0[..k];
+
+    // A partial last panel goes through a zero-padded copy of its rows, so
+    // that the loads and stores below always cover 16 columns.
+    let mut acc = [[vdupq_n_f32(0.0); QUADS]; MR];
+    if accumulate {
+        for (r, acc_row) in acc.iter_mut().enumerate() {
+            let mut row = [0f32; PANEL];
+            row[..cols].copy_from_slice(&c[r * ldc..r * ldc + cols]);
+            for (acc, quad) in acc_row.iter_mut().zip(row.as_chunks::<LANES>().0) {
+                *acc = load(quad);
+            }
+        }
+    }
+
+    for (kk, b_k) in b_steps.iter().enumerate() {
+        let mut b_quads = [vdupq_n_f32(0.0); QUADS];
+        for (b_quad, quad) in b_quads.iter_mut().zip(b_k.as_chunks::<LANES>().0) {
+            *b_quad = load(quad);
+        }
+        for (acc_row, a_row) in acc.iter_mut().zip(&a_rows) {
+            let a_rk = a_row[kk];
+            for (acc, &b_quad) in acc_row.iter_mut().zip(&b_quads) {
+                *acc = vfmaq_n_f32(*acc, b_quad, a_rk);
+            }
+        }
+    }
+
+    for (r, acc_row) in acc.iter().enumerate() {
+        let mut row = [0f32; PANEL];
+        for (&acc, quad) in acc_row.iter().zip(row.as_chunks_mut::<LANES>().0) {
+            store(quad, acc);
+        }
+        c[r * ldc..r * ldc + cols].copy_from_slice(&row[..cols]);
+    }
 }

@@ -1,5 +1,6 @@
 //! AVX2+FMA path: 8 f32 lanes; the columns left over after the last full
-//! vector go to the scalar twins.
+//! vector go to the scalar twins, except in `gemm_packed`, which computes
+//! whole zero-padded panels and copies out only the columns that exist.
 //!
 //! Every `pub(crate)` function here is safe to call but is reached only
 //! through a `Kernels` whose ISA is `Avx2`, and `Kernels::new` grants that
@@ -17,6 +18,7 @@ use crate::activation::{
     self, EXP_C2, EXP_C3, EXP_C4, EXP_C5, EXP_C6, EXP_C7, EXP_MAX_INPUT, EXP_MIN_INPUT, LN2_HI,
     LN2_LO, LOG2_E, ROUND_MAGIC, TANH_CLAMP, scalar_exp,
 };
+use crate::packed_gemm::{PANEL, Tile, for_each_tile};
 use crate::softmax::BLOCK;
 use crate::{dropout, embedding, lstm, vector};
 
@@ -479,4 +481,155 @@ fn scale_in_place_avx2(x: &mut [f32], factor: f32) {
         store(chunk, 0, _mm256_mul_ps(load(chunk, 0), factor_lanes));
     }
     vector::scalar::scale_in_place(chunks.into_remainder(), factor);
+}
+
+/// Rows in the tallest tile of `gemm_packed`.
+///
+/// A tile of R rows by one panel (16 columns, two ymm vectors) keeps 2R
+/// accumulators in ymm registers for the whole K loop. Each k step loads
+/// the panel's two vectors, broadcasts R elements of A and issues 2R fused
+/// multiply-adds. With R = 6 that is 12 accumulators, 2 panel vectors and
+/// a broadcast register: 15 of the 16 ymm registers. Per k step the 12 FMAs
+/// take 6 cycles on cores with two FMA units (Haswell and later, Zen 2 and
+/// later), and the 8 loads and one prefetch take 4.5 cycles on two load
+/// ports, so the FMAs set the pace. Tiles of 4 or more rows have 8 or more
+/// independent accumulators, enough to cover a 4-cycle FMA latency at two
+/// FMAs per cycle. Rows are split into balanced tiles of at most 6, so the
+/// training batch of 20 rows runs as four tiles of 5.
+const GEMM_MAX_ROWS: usize = 6;
+
+/// Steps of K between prefetching a line of packed B and loading it. 32
+/// steps are 2 KiB ahead in the panel. A step of a 5- or 6-row tile takes 5
+/// to 6 cycles, so the line has about 180 cycles to arrive, which covers
+/// the latency of L3. On one Zen 4 core, with M of 10 and 20 and K and N of
+/// 650 and 2600, 16 steps were slower and 64 no faster.
+const GEMM_PREFETCH_STEPS: usize = 32;
+
+pub(crate) fn gemm_packed(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    packed_b: &[f32],
+    c: &mut [f32],
+    accumulate: bool,
+) {
+    // SAFETY: reached only through a `Kernels` whose ISA is Avx2, which was
+    // verified at construction.
+    unsafe { gemm_packed_avx2(m, k, n, a, packed_b, c, accumulate) }
+}
+
+/// Runs `packed_gemm::for_each_tile` with strips of one panel.
+#[target_feature(enable = "avx2,fma")]
+fn gemm_packed_avx2(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    packed_b: &[f32],
+    c: &mut [f32],
+    accumulate: bool,
+) {
+    let strip_panels = 1;
+    for_each_tile(
+        m,
+        k,
+        n,
+        a,
+        packed_b,
+        c,
+        accumulate,
+        GEMM_MAX_ROWS,
+        strip_panels,
+        |tile| match tile.rows {
+            1 => gemm_tile::<1>(tile),
+            2 => gemm_tile::<2>(tile),
+            3 => gemm_tile::<3>(tile),
+            4 => gemm_tile::<4>(tile),
+            5 => gemm_tile::<5>(tile),
+            6 => gemm_tile::<6>(tile),
+            rows => unreachable!("row tiles have 1 to {GEMM_MAX_ROWS} rows, got {rows}"),
+        },
+    );
+}
+
+/// Computes one tile of C, `MR` rows by one panel, in registers.
+#[target_feature(enable = "avx2,fma")]
+fn gemm_tile<const MR: usize>(tile: Tile) {
+    let Tile {
+        k,
+        a,
+        b,
+        c,
+        ldc,
+        accumulate,
+        b_next,
+        ..
+    } = tile;
+    assert_eq!(a.len(), MR * k, "gemm tile: a must be (MR, K)");
+    assert_eq!(b.len(), k * PANEL, "gemm tile: b must hold one panel");
+    let cols = c.len() - (MR - 1) * ldc;
+    assert!(
+        (1..=PANEL).contains(&cols),
+        "gemm tile: {cols} columns do not fit one panel"
+    );
+
+    // A partial last panel goes through a zero-padded copy of its rows, so
+    // that the loads and stores below always cover 16 columns.
+    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+    if accumulate {
+        for (r, acc_row) in acc.iter_mut().enumerate() {
+            let mut row = [0f32; PANEL];
+            row[..cols].copy_from_slice(&c[r * ldc..r * ldc + cols]);
+            *acc_row = [load(&row, 0), load(&row, LANES)];
+        }
+    }
+
+    let a_ptr = a.as_ptr();
+    let b_ptr = b.as_ptr();
+    let mut step = |kk: usize, ahead: *const f32| {
+        // Packed B (6.8 MB for Wh at H = 650) does not fit in L2 and comes
+        // from L3 or memory, faster with this prefetch than with the
+        // hardware prefetchers alone.
+        _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
+        // SAFETY: kk < K, so the 16 elements end at most at K * PANEL =
+        // `b.len()`, as asserted.
+        let b_k = unsafe {
+            [
+                _mm256_loadu_ps(b_ptr.add(kk * PANEL)),
+                _mm256_loadu_ps(b_ptr.add(kk * PANEL + LANES)),
+            ]
+        };
+        for (r, acc_row) in acc.iter_mut().enumerate() {
+            // SAFETY: r < MR and kk < K, so r * K + kk < MR * K = `a.len()`.
+            let a_rk = splat(unsafe { *a_ptr.add(r * k + kk) });
+            for (acc, &b_k) in acc_row.iter_mut().zip(&b_k) {
+                *acc = _mm256_fmadd_ps(a_rk, b_k, *acc);
+            }
+        }
+    };
+    // The last GEMM_PREFETCH_STEPS steps prefetch the start of the next
+    // strip instead of lines past the end of this one.
+    let split = k.saturating_sub(GEMM_PREFETCH_STEPS);
+    for kk in 0..split {
+        step(kk, b_ptr.wrapping_add((kk + GEMM_PREFETCH_STEPS) * PANEL));
+    }
+    for kk in split..k {
+        step(
+            kk,
+            b_next.wrapping_add((kk + GEMM_PREFETCH_STEPS - k) * PANEL),
+        );
+    }
+
+    for (r, acc_row) in acc.iter().enumerate() {
+        if cols == PANEL {
+            store(c, r * ldc, acc_row[0]);
+            store(c, r * ldc + LANES, acc_row[1]);
+        } else {
+            let mut row = [0f32; PANEL];
+            store(&mut row, 0, acc_row[0]);
+            store(&mut row, LANES, acc_row[1]);
+            c[r * ldc..r * ldc + cols].copy_from_slice(&row[..cols]);
+        }
+    }
 }

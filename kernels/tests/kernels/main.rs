@@ -8,4 +8,5 @@ mod common;
 mod dispatch;
 mod elementwise;
 mod lstm;
+mod packed_gemm;
 mod softmax;
