@@ -159,13 +159,9 @@ fn draw(curves: &Curves, out: &Path) -> Result<(), Box<dyn std::error::Error>> {
         (low.min(p.1), high.max(p.1))
     });
     // A margin of 10% above and below on the log axis; perplexity is >= 1.
-    let (mut low, high) = ((low / 1.1).max(0.5), (high * 1.1).max(low * 1.5));
-    // plotters labels a log axis from its first power of 10 upwards, so the
-    // axis must contain one.
-    let decade_below_high = 10f64.powf(high.log10().floor());
-    if decade_below_high < low {
-        low = decade_below_high;
-    }
+    let (low, high) = ((low / 1.1).max(0.5), (high * 1.1).max(low * 1.5));
+    let (ticks, light_ticks) = log_ticks(low, high);
+
     let (scale, unit) = if max_tokens >= 1e6 {
         (1e6, "M")
     } else if max_tokens >= 1e3 {
@@ -181,7 +177,13 @@ fn draw(curves: &Curves, out: &Path) -> Result<(), Box<dyn std::error::Error>> {
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(64)
-        .build_cartesian_2d(0.0..max_tokens * 1.02, (low..high).log_scale())?;
+        .build_cartesian_2d(
+            0.0..max_tokens * 1.02,
+            (low..high)
+                .log_scale()
+                .with_key_points(ticks)
+                .with_light_points(light_ticks),
+        )?;
     let x_label = |x: &f64| {
         // Two decimals at most, so float noise in tick values stays hidden.
         let digits = format!("{:.2}", x / scale);
@@ -231,12 +233,59 @@ fn draw(curves: &Curves, out: &Path) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// Returns labelled and grid-only ticks for a log axis over [low, high]:
+/// 1, 2 and 5 times the powers of 10 in range when that gives at least 4
+/// labels, else every integer multiple 1 to 9 of them. (plotters' own log
+/// axis labels only from the first power of 10 upwards.)
+fn log_ticks(low: f64, high: f64) -> (Vec<f64>, Vec<f64>) {
+    let mut coarse = Vec::new();
+    let mut fine = Vec::new();
+    let mut decade = 10f64.powf(low.log10().floor());
+    while decade <= high {
+        for multiple in 1..=9 {
+            let tick = decade * multiple as f64;
+            if tick < low || tick > high {
+                continue;
+            }
+            fine.push(tick);
+            if matches!(multiple, 1 | 2 | 5) {
+                coarse.push(tick);
+            }
+        }
+        decade *= 10.0;
+    }
+    if coarse.len() >= 4 {
+        (coarse, fine)
+    } else {
+        (fine.clone(), fine)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Curves, String> {
         parse_metrics(text, Path::new("m.jsonl"))
+    }
+
+    #[test]
+    fn log_ticks_pick_round_values() {
+        let (ticks, light) = log_ticks(70.0, 11_000.0);
+        assert_eq!(
+            ticks,
+            [100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10_000.0]
+        );
+        assert_eq!(light.len(), 3 + 9 + 9 + 1);
+
+        let (ticks, _) = log_ticks(250.0, 1800.0);
+        assert_eq!(
+            ticks,
+            [300.0, 400.0, 500.0, 600.0, 700.0, 800.0, 900.0, 1000.0]
+        );
+
+        let (ticks, _) = log_ticks(34.0, 61.0);
+        assert_eq!(ticks, [40.0, 50.0, 60.0]);
     }
 
     #[test]
