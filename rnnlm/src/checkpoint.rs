@@ -64,16 +64,6 @@ pub fn save(
         path: path.to_path_buf(),
         source,
     };
-    let tensors = export_tensors(model);
-    let views: Vec<(String, TensorView<'_>)> = tensors
-        .iter()
-        .map(|(name, shape, data)| {
-            let view = TensorView::new(Dtype::F32, shape.clone(), bytes_of(data))
-                .expect("shape matches data length");
-            (name.clone(), view)
-        })
-        .collect();
-
     let mut metadata = info.clone();
     metadata.insert("format".into(), FORMAT.into());
     metadata.insert(
@@ -85,7 +75,7 @@ pub fn save(
         serde_json::to_string(vocab.words()).expect("vocabulary serialises"),
     );
     let bytes =
-        safetensors::serialize(views, Some(metadata)).map_err(|e| CheckpointError::Format {
+        serialize_state_dict(model, Some(metadata)).map_err(|e| CheckpointError::Format {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
@@ -213,6 +203,24 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
     }
     params[layout.out_bias.clone()].copy_from_slice(&read("decoder.bias", &[v])?);
     Ok(Checkpoint { model, vocab, info })
+}
+
+/// Serialises the model's tensors under PyTorch's names and layout (a plain
+/// state dict when `metadata` is `None`).
+pub fn serialize_state_dict(
+    model: &Model,
+    metadata: Option<HashMap<String, String>>,
+) -> Result<Vec<u8>, safetensors::SafeTensorError> {
+    let tensors = export_tensors(model);
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .map(|(name, shape, data)| {
+            let view = TensorView::new(Dtype::F32, shape.clone(), bytes_of(data))
+                .expect("shape matches data length");
+            (name.clone(), view)
+        })
+        .collect();
+    safetensors::serialize(views, metadata)
 }
 
 /// The tensors to write: name, shape and data in PyTorch's layout.

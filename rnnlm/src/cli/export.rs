@@ -17,7 +17,6 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use rnnlm::checkpoint;
 use rnnlm::corpus::{EOS, UNK};
-use safetensors::SafeTensors;
 use serde_json::{Value, json};
 
 use super::CliResult;
@@ -47,18 +46,8 @@ pub fn run(args: ExportArgs) -> CliResult {
         )
     })?;
 
-    // NOTE: the conversion to PyTorch's layout is private to the checkpoint
-    // module, so the model goes through a checkpoint file whose metadata is
-    // then dropped.
-    let staging = args.out.join(".model.checkpoint.tmp");
-    let tensors = checkpoint::save(&staging, &loaded.model, &loaded.vocab, &loaded.info)
-        .map_err(|e| e.to_string())
-        .and_then(|()| fs::read(&staging).map_err(|e| e.to_string()));
-    let _ = fs::remove_file(&staging);
-    let bytes = tensors.map_err(|e| format!("cannot convert the tensors: {e}"))?;
-    let state_dict = SafeTensors::deserialize(&bytes)?;
+    let model_bytes = checkpoint::serialize_state_dict(&loaded.model, None)?;
     let model_path = args.out.join(MODEL_FILE);
-    let model_bytes = safetensors::serialize(state_dict.tensors(), None)?;
     write_file(&model_path, &model_bytes)?;
 
     let mut words = loaded.vocab.words().join("\n");
