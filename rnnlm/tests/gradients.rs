@@ -57,10 +57,7 @@ fn check_model(tied: bool) {
     let targets: Vec<u32> = vec![4, 6, 0, 3, 2, 5];
 
     for isa in [rnnlm_kernels::Isa::Scalar, rnnlm_kernels::Isa::detect()] {
-        let cx = Compute {
-            kernels: Kernels::new(isa).unwrap(),
-            threads: 1,
-        };
+        let cx = Compute::new(Kernels::new(isa).unwrap(), 1);
         let mut ws = warmed_workspace(&model);
         let mut rng = dropout_rng(1);
         let mode = Mode::Train {
