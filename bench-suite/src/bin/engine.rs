@@ -24,7 +24,9 @@ enum RunMode {
 }
 
 #[derive(Parser, Debug)]
-#[command(about = "Time training or evaluation windows of the rnnlm engine and print one JSON line")]
+#[command(
+    about = "Time training or evaluation windows of the rnnlm engine and print one JSON line"
+)]
 struct Args {
     #[arg(long, value_enum, default_value_t = RunMode::Train)]
     mode: RunMode,
@@ -78,7 +80,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         None => {
             let mut rng = Xoshiro256PlusPlus::seed_from_u64(args.seed);
-            let tokens = (0..needed_tokens).map(|_| (rng.next_u64() % args.vocab as u64) as u32).collect();
+            let tokens = (0..needed_tokens)
+                .map(|_| (rng.next_u64() % args.vocab as u64) as u32)
+                .collect();
             (tokens, args.vocab, "random")
         }
     };
@@ -95,7 +99,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         tied: true,
     };
     let model = Model::new(config.clone(), Init::Book, args.seed)?;
-    let profiler: Option<&'static Profiler> = args.profile.then(|| &*Box::leak(Box::new(Profiler::new())));
+    let profiler: Option<&'static Profiler> =
+        args.profile.then(|| &*Box::leak(Box::new(Profiler::new())));
     let mut cx = Compute::new(kernels, threads);
     cx.profiler = profiler;
 
@@ -132,7 +137,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
                 let steps = streams.fill(window, args.bptt, &mut inputs, &mut targets);
                 let n = steps * batch;
-                last_loss = forward(cx, &model, &mut ws, &inputs[..n], &targets[..n], steps, Mode::Eval) / n as f64;
+                last_loss = forward(
+                    cx,
+                    &model,
+                    &mut ws,
+                    &inputs[..n],
+                    &targets[..n],
+                    steps,
+                    Mode::Eval,
+                ) / n as f64;
                 ws.carry_state(steps);
             }
         }
@@ -174,6 +187,12 @@ fn peak_rss_mb() -> f64 {
     status
         .lines()
         .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
         .map_or(0.0, |kib| kib / 1024.0)
 }

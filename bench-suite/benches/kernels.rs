@@ -1,0 +1,378 @@
+//! Criterion benches of every kernel on every kernel path this CPU has, at
+//! the book shapes: B = 20 streams, T = 35 steps, H = 650, V = 10 000, so
+//! N = B * T = 700 rows per window and 13.3M parameters.
+//!
+//! Run with `cargo bench -p bench-suite --bench kernels`; add a filter such
+//! as `-- softmax` to run part of it. Throughput is in bytes for kernels
+//! that stream memory (the figure to hold against bandwidth) and in
+//! elements for those that compute per element (activations, the cell).
+//! `memory/copy_64MiB` measures the copy bandwidth those figures are read
+//! against. BENCHMARKS.md has the roofline of each kernel.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{
+    BatchSize, BenchmarkGroup, Criterion, SamplingMode, Throughput, criterion_group,
+    criterion_main, measurement::WallTime,
+};
+use rnnlm::model::{ModelConfig, ParamLayout};
+use rnnlm_kernels::{Isa, Kernels, dropout_rng};
+
+const BATCH: usize = 20;
+const STEPS: usize = 35;
+const HIDDEN: usize = 650;
+const VOCAB: usize = 10_000;
+const ROWS: usize = BATCH * STEPS;
+const F32: u64 = size_of::<f32>() as u64;
+
+/// Returns the kernel paths this CPU can run, scalar first.
+fn paths() -> Vec<Kernels> {
+    Isa::ALL
+        .iter()
+        .filter(|isa| isa.is_available())
+        .map(|&isa| Kernels::new(isa).expect("available path"))
+        .collect()
+}
+
+/// Deterministic values in [-scale, scale), without a short period.
+fn values(len: usize, salt: usize, scale: f32) -> Vec<f32> {
+    (0..len)
+        .map(|i| (((i * 7919 + salt * 104_729) % 2003) as f32 / 1001.5 - 1.0) * scale)
+        .collect()
+}
+
+/// Token ids below `vocab`, spread over the whole table.
+fn ids(len: usize, vocab: usize) -> Vec<u32> {
+    (0..len).map(|i| ((i * 7919 + 13) % vocab) as u32).collect()
+}
+
+/// Parameter count of the book model (tied, two layers): about 13.3M.
+fn book_parameters() -> usize {
+    ParamLayout::new(&ModelConfig {
+        vocab: VOCAB,
+        embed: HIDDEN,
+        hidden: HIDDEN,
+        layers: 2,
+        tied: true,
+    })
+    .total
+}
+
+/// Creates a group with short timing, so the whole file runs in a few
+/// minutes on two cores. Flat sampling suits benches whose iterations take milliseconds.
+fn group<'a>(
+    c: &'a mut Criterion,
+    name: &str,
+    throughput: Throughput,
+) -> BenchmarkGroup<'a, WallTime> {
+    let mut group = c.benchmark_group(name);
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1))
+        .sampling_mode(SamplingMode::Flat)
+        .throughput(throughput);
+    group
+}
+
+fn softmax(c: &mut Criterion) {
+    // Logits of magnitude up to 10, as a trained model produces.
+    let logits = values(ROWS * VOCAB, 1, 10.0);
+    let targets = ids(ROWS, VOCAB);
+    let scale = 1.0 / ROWS as f32;
+
+    // Training: read the logits, write the gradient over them.
+    let mut train = group(
+        c,
+        "softmax_cross_entropy_700x10000",
+        Throughput::Bytes(2 * (ROWS * VOCAB) as u64 * F32),
+    );
+    for k in paths() {
+        train.bench_function(k.isa().name(), |b| {
+            b.iter_batched_ref(
+                || logits.clone(),
+                |block| k.softmax_cross_entropy(ROWS, VOCAB, block, &targets, scale),
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    train.finish();
+
+    // Evaluation: read only.
+    let mut eval = group(
+        c,
+        "log_softmax_at_700x10000",
+        Throughput::Bytes((ROWS * VOCAB) as u64 * F32),
+    );
+    let mut log_probs = vec![0.0f32; ROWS];
+    for k in paths() {
+        eval.bench_function(k.isa().name(), |b| {
+            b.iter(|| k.log_softmax_at(ROWS, VOCAB, &logits, &targets, &mut log_probs))
+        });
+    }
+    eval.finish();
+}
+
+fn lstm_cell(c: &mut Criterion) {
+    let state = BATCH * HIDDEN;
+    let pre_activations = values(4 * state, 2, 3.0);
+    let bias = values(4 * HIDDEN, 3, 0.1);
+    let c_prev = values(state, 4, 1.0);
+    let mut c_next = vec![0.0f32; state];
+    let mut h = vec![0.0f32; state];
+    let mut tanh_c = vec![0.0f32; state];
+
+    let mut forward = group(
+        c,
+        "lstm_forward_20x2600",
+        Throughput::Elements(state as u64),
+    );
+    for k in paths() {
+        forward.bench_function(k.isa().name(), |b| {
+            b.iter_batched_ref(
+                || pre_activations.clone(),
+                |gates| {
+                    k.lstm_forward(
+                        BATCH,
+                        HIDDEN,
+                        gates,
+                        &bias,
+                        &c_prev,
+                        &mut c_next,
+                        &mut h,
+                        &mut tanh_c,
+                    )
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    forward.finish();
+
+    // Activated gates in (0, 1) for i, f, o and (-1, 1) for g, as forward leaves them.
+    let gates: Vec<f32> = values(4 * state, 5, 1.0)
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| {
+            if (i / HIDDEN) % 4 == 2 {
+                x
+            } else {
+                0.5 + 0.49 * x
+            }
+        })
+        .collect();
+    let tanh_c = values(state, 6, 0.9);
+    let dh = values(state, 7, 0.01);
+    let dc = values(state, 8, 0.01);
+    let mut dgates = vec![0.0f32; 4 * state];
+    let mut backward = group(
+        c,
+        "lstm_backward_20x650",
+        Throughput::Elements(state as u64),
+    );
+    for k in paths() {
+        backward.bench_function(k.isa().name(), |b| {
+            b.iter_batched_ref(
+                || dc.clone(),
+                |dc| {
+                    k.lstm_backward(
+                        BATCH,
+                        HIDDEN,
+                        &gates,
+                        &c_prev,
+                        &tanh_c,
+                        &dh,
+                        dc,
+                        &mut dgates,
+                    )
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    backward.finish();
+}
+
+fn activations(c: &mut Criterion) {
+    let len = BATCH * HIDDEN;
+    let input = values(len, 9, 8.0);
+    type Activation = fn(&Kernels, &mut [f32]);
+    let kernels: [(&str, Activation); 3] = [
+        ("exp_in_place_13000", Kernels::exp_in_place),
+        ("tanh_in_place_13000", Kernels::tanh_in_place),
+        ("sigmoid_in_place_13000", Kernels::sigmoid_in_place),
+    ];
+    for (name, activation) in kernels {
+        let mut group = group(c, name, Throughput::Elements(len as u64));
+        for k in paths() {
+            group.bench_function(k.isa().name(), |b| {
+                b.iter_batched_ref(
+                    || input.clone(),
+                    |x| activation(&k, x),
+                    BatchSize::SmallInput,
+                )
+            });
+        }
+        group.finish();
+    }
+}
+
+fn dropout(c: &mut Criterion) {
+    let state = BATCH * HIDDEN;
+    let mut mask = vec![0.0f32; state];
+    let mut rng = dropout_rng(1);
+
+    let mut draw = group(c, "dropout_mask_13000", Throughput::Elements(state as u64));
+    for k in paths() {
+        draw.bench_function(k.isa().name(), |b| {
+            b.iter(|| k.dropout_mask(&mut rng, 0.5, &mut mask))
+        });
+    }
+    draw.finish();
+
+    // One variational (B, H) mask over a window's (T B, H) activations.
+    let activations = values(ROWS * HIDDEN, 10, 1.0);
+    Kernels::scalar().dropout_mask(&mut rng, 0.5, &mut mask);
+    let mut apply = group(
+        c,
+        "dropout_apply_700x650",
+        Throughput::Bytes(2 * (ROWS * HIDDEN) as u64 * F32),
+    );
+    for k in paths() {
+        apply.bench_function(k.isa().name(), |b| {
+            b.iter_batched_ref(
+                || activations.clone(),
+                |x| k.dropout_apply(x, &mask),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    apply.finish();
+}
+
+fn embedding(c: &mut Criterion) {
+    let table = values(VOCAB * HIDDEN, 11, 0.01);
+    let token_ids = ids(ROWS, VOCAB);
+    let rows = values(ROWS * HIDDEN, 12, 0.01);
+    let mut out = vec![0.0f32; ROWS * HIDDEN];
+    let mut table_grad = vec![0.0f32; VOCAB * HIDDEN];
+    let row_bytes = (ROWS * HIDDEN) as u64 * F32;
+
+    // A gather is a row copy on every path.
+    let mut gather = group(
+        c,
+        "embedding_gather_700x650",
+        Throughput::Bytes(2 * row_bytes),
+    );
+    let k = Kernels::process();
+    gather.bench_function(k.isa().name(), |b| {
+        b.iter(|| k.embedding_gather(HIDDEN, &table, &token_ids, &mut out))
+    });
+    gather.finish();
+
+    // Reads the gradient rows and the table rows, writes the table rows.
+    let mut scatter = group(
+        c,
+        "embedding_scatter_add_700x650",
+        Throughput::Bytes(3 * row_bytes),
+    );
+    for k in paths() {
+        scatter.bench_function(k.isa().name(), |b| {
+            b.iter(|| k.embedding_scatter_add(HIDDEN, &mut table_grad, &token_ids, &rows))
+        });
+    }
+    scatter.finish();
+}
+
+fn optimizer(c: &mut Criterion) {
+    let count = book_parameters();
+    let bytes = count as u64 * F32;
+    let mut params = values(count, 13, 0.1);
+    let grads = values(count, 14, 0.001);
+
+    // Reads params and grads, writes params.
+    let mut sgd = group(c, "sgd_update_13.3M", Throughput::Bytes(3 * bytes));
+    for k in paths() {
+        sgd.bench_function(k.isa().name(), |b| {
+            b.iter(|| k.sgd_update(&mut params, &grads, 1e-6))
+        });
+    }
+    sgd.finish();
+
+    let mut norm = group(c, "sum_squares_13.3M", Throughput::Bytes(bytes));
+    for k in paths() {
+        norm.bench_function(k.isa().name(), |b| {
+            b.iter(|| k.sum_squares(black_box(&grads)))
+        });
+    }
+    norm.finish();
+
+    // A factor of 1 keeps the values fixed from one iteration to the next.
+    let mut scale = group(c, "scale_in_place_13.3M", Throughput::Bytes(2 * bytes));
+    for k in paths() {
+        scale.bench_function(k.isa().name(), |b| {
+            b.iter(|| k.scale_in_place(&mut params, black_box(1.0)))
+        });
+    }
+    scale.finish();
+}
+
+fn bias(c: &mut Criterion) {
+    let mut logits = values(ROWS * VOCAB, 15, 1.0);
+    let out_bias = values(VOCAB, 16, 1e-6);
+    let mut add = group(
+        c,
+        "add_row_bias_700x10000",
+        Throughput::Bytes(2 * (ROWS * VOCAB) as u64 * F32),
+    );
+    for k in paths() {
+        add.bench_function(k.isa().name(), |b| {
+            b.iter(|| k.add_row_bias(&mut logits, &out_bias))
+        });
+    }
+    add.finish();
+
+    for (name, cols) in [
+        ("add_column_sums_700x2600", 4 * HIDDEN),
+        ("add_column_sums_700x10000", VOCAB),
+    ] {
+        let x = values(ROWS * cols, 17, 1e-3);
+        let mut sums = vec![0.0f32; cols];
+        let mut group = group(c, name, Throughput::Bytes((ROWS * cols) as u64 * F32));
+        for k in paths() {
+            group.bench_function(k.isa().name(), |b| {
+                b.iter(|| k.add_column_sums(&x, &mut sums))
+            });
+        }
+        group.finish();
+    }
+}
+
+/// Single-thread copy of 64 MiB, far past the L3 cache: the memory
+/// bandwidth the streaming kernels are compared with. The figure counts
+/// the bytes read plus the bytes written; the write-allocate read of the
+/// destination is extra traffic that is not counted.
+fn memory(c: &mut Criterion) {
+    let len = 64 << 20 >> 2;
+    let source = values(len, 18, 1.0);
+    let mut destination = vec![0.0f32; len];
+    let mut copy = group(c, "memory", Throughput::Bytes(2 * len as u64 * F32));
+    copy.bench_function("copy_64MiB", |b| {
+        b.iter(|| destination.copy_from_slice(black_box(&source)))
+    });
+    copy.finish();
+}
+
+criterion_group!(
+    benches,
+    softmax,
+    lstm_cell,
+    activations,
+    dropout,
+    embedding,
+    optimizer,
+    bias,
+    memory
+);
+criterion_main!(benches);
