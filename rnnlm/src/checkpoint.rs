@@ -10,9 +10,9 @@
 //! and `bias_hh` zeros; loading adds the two. PyTorch multiplies by the
 //! transposed weights, so `weight_ih` is `Wx` transposed.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
@@ -74,17 +74,17 @@ pub fn save(
         "vocab".into(),
         serde_json::to_string(vocab.words()).expect("vocabulary serialises"),
     );
-    let bytes =
-        serialize_state_dict(model, Some(metadata)).map_err(|e| CheckpointError::Format {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-
     let tmp = temporary_path(path);
+    let written = serialize_to_file(&export_tensors(model), metadata, &tmp);
+    if let Err(error) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(CheckpointError::Format {
+            path: path.to_path_buf(),
+            message: error.to_string(),
+        });
+    }
     let result = (|| {
-        let mut file = File::create(&tmp)?;
-        file.write_all(&bytes)?;
-        file.sync_all()?;
+        File::open(&tmp)?.sync_all()?;
         fs::rename(&tmp, path)?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             File::open(dir)?.sync_all()?;
@@ -211,28 +211,54 @@ pub fn serialize_state_dict(
     model: &Model,
     metadata: Option<HashMap<String, String>>,
 ) -> Result<Vec<u8>, safetensors::SafeTensorError> {
-    let tensors = export_tensors(model);
-    let views: Vec<(String, TensorView<'_>)> = tensors
+    safetensors::serialize(views(&export_tensors(model)), metadata)
+}
+
+/// Streams the tensors to `path` without assembling the file in memory.
+fn serialize_to_file(
+    tensors: &[ExportTensor<'_>],
+    metadata: HashMap<String, String>,
+    path: &Path,
+) -> Result<(), safetensors::SafeTensorError> {
+    safetensors::serialize_to_file(views(tensors), Some(metadata), path)
+}
+
+/// One tensor in PyTorch's layout. Tensors whose layout matches the
+/// parameter buffer borrow from it, so a checkpoint write copies only the
+/// transposed LSTM weights.
+struct ExportTensor<'a> {
+    name: String,
+    shape: Vec<usize>,
+    data: Cow<'a, [f32]>,
+}
+
+fn views<'a>(tensors: &'a [ExportTensor<'_>]) -> Vec<(&'a str, TensorView<'a>)> {
+    tensors
         .iter()
-        .map(|(name, shape, data)| {
-            let view = TensorView::new(Dtype::F32, shape.clone(), bytes_of(data))
+        .map(|tensor| {
+            let view = TensorView::new(Dtype::F32, tensor.shape.clone(), bytes_of(&tensor.data))
                 .expect("shape matches data length");
-            (name.clone(), view)
+            (tensor.name.as_str(), view)
         })
-        .collect();
-    safetensors::serialize(views, metadata)
+        .collect()
 }
 
 /// The tensors to write: name, shape and data in PyTorch's layout.
-fn export_tensors(model: &Model) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+fn export_tensors(model: &Model) -> Vec<ExportTensor<'_>> {
+    fn tensor(name: String, shape: Vec<usize>, data: Cow<'_, [f32]>) -> ExportTensor<'_> {
+        ExportTensor { name, shape, data }
+    }
+
     let config = &model.config;
     let layout = &model.layout;
     let params = &model.params;
     let (v, emb, h) = (config.vocab, config.embed, config.hidden);
-    let mut tensors = vec![(
-        "encoder.weight".to_string(),
+    let borrowed = |range: std::ops::Range<usize>| Cow::Borrowed(&params[range]);
+
+    let mut tensors = vec![tensor(
+        "encoder.weight".into(),
         vec![v, emb],
-        params[layout.embedding.clone()].to_vec(),
+        borrowed(layout.embedding.clone()),
     )];
     for (l, ranges) in layout.layers.iter().enumerate() {
         let input = config.layer_input(l);
@@ -240,24 +266,36 @@ fn export_tensors(model: &Model) -> Vec<(String, Vec<usize>, Vec<f32>)> {
         transpose_into(&params[ranges.wx.clone()], input, 4 * h, &mut w_ih);
         let mut w_hh = vec![0.0; 4 * h * h];
         transpose_into(&params[ranges.wh.clone()], h, 4 * h, &mut w_hh);
-        tensors.push((format!("rnn.weight_ih_l{l}"), vec![4 * h, input], w_ih));
-        tensors.push((format!("rnn.weight_hh_l{l}"), vec![4 * h, h], w_hh));
-        tensors.push((
+        tensors.push(tensor(
+            format!("rnn.weight_ih_l{l}"),
+            vec![4 * h, input],
+            Cow::Owned(w_ih),
+        ));
+        tensors.push(tensor(
+            format!("rnn.weight_hh_l{l}"),
+            vec![4 * h, h],
+            Cow::Owned(w_hh),
+        ));
+        tensors.push(tensor(
             format!("rnn.bias_ih_l{l}"),
             vec![4 * h],
-            params[ranges.bias.clone()].to_vec(),
+            borrowed(ranges.bias.clone()),
         ));
-        tensors.push((format!("rnn.bias_hh_l{l}"), vec![4 * h], vec![0.0; 4 * h]));
+        tensors.push(tensor(
+            format!("rnn.bias_hh_l{l}"),
+            vec![4 * h],
+            Cow::Owned(vec![0.0; 4 * h]),
+        ));
     }
-    tensors.push((
+    tensors.push(tensor(
         "decoder.weight".into(),
         vec![v, h],
-        params[layout.projection()].to_vec(),
+        borrowed(layout.projection()),
     ));
-    tensors.push((
+    tensors.push(tensor(
         "decoder.bias".into(),
         vec![v],
-        params[layout.out_bias.clone()].to_vec(),
+        borrowed(layout.out_bias.clone()),
     ));
     tensors
 }

@@ -206,6 +206,10 @@ pub struct Trainer {
     pub model: Model,
     pub options: TrainOptions,
     grads: Vec<f32>,
+    /// Whether `run` keeps a copy of the best parameters.
+    keep_best: bool,
+    /// The best parameters so far; empty until `run` starts, and always
+    /// when `keep_best` is off.
     best_params: Vec<f32>,
     best_valid_ppl: f64,
     ws: Workspace,
@@ -231,7 +235,8 @@ impl Trainer {
         Trainer {
             cx: Compute::new(kernels, threads),
             grads: vec![0.0; model.layout.total],
-            best_params: model.params.clone(),
+            keep_best: true,
+            best_params: Vec::new(),
             best_valid_ppl: f64::INFINITY,
             ws: Workspace::new(&model.config, options.batch, options.bptt, true),
             evaluator: Evaluator::new(&model, options.eval_batch, options.bptt),
@@ -329,7 +334,8 @@ impl Trainer {
     }
 
     /// Trains for `options.epochs` epochs, validating after each, and leaves
-    /// the best parameters in `self.model`. Returns the epoch summaries.
+    /// the best parameters in `self.model` (the last ones when the best are
+    /// not kept in memory). Returns the epoch summaries.
     pub fn run(
         &mut self,
         train: &[u32],
@@ -338,6 +344,9 @@ impl Trainer {
         observer: &mut dyn Observer,
     ) -> Result<Vec<EpochSummary>, TrainError> {
         self.options.validate(train.len())?;
+        if self.keep_best && self.best_params.is_empty() {
+            self.best_params = self.model.params.clone();
+        }
         let streams = Streams::new(train, self.options.batch).ok_or_else(|| {
             ConfigError::new(
                 "--batch",
@@ -366,7 +375,7 @@ impl Trainer {
                 let steps = self.load_window(&streams, window);
                 let result = self.train_window(steps);
                 if !result.loss.is_finite() || !result.grad_norm.is_finite() {
-                    self.model.params.copy_from_slice(&self.best_params);
+                    self.restore_best();
                     let (what, value) = if result.loss.is_finite() {
                         ("gradient norm", result.grad_norm)
                     } else {
@@ -410,7 +419,7 @@ impl Trainer {
 
             let valid_ppl = self.evaluate(valid, eos).perplexity();
             if !valid_ppl.is_finite() {
-                self.model.params.copy_from_slice(&self.best_params);
+                self.restore_best();
                 return Err(TrainError::Diverged {
                     epoch,
                     step: steps_in_epoch,
@@ -433,7 +442,9 @@ impl Trainer {
             };
             if improved {
                 self.best_valid_ppl = valid_ppl;
-                self.best_params.copy_from_slice(&self.model.params);
+                if !self.best_params.is_empty() {
+                    self.best_params.copy_from_slice(&self.model.params);
+                }
             }
             observer.on_epoch(&summary, &self.model)?;
             summaries.push(summary);
@@ -444,8 +455,26 @@ impl Trainer {
                 _ => {}
             }
         }
-        self.model.params.copy_from_slice(&self.best_params);
+        self.restore_best();
         Ok(summaries)
+    }
+
+    /// Chooses whether the trainer keeps a copy of the best parameters (one
+    /// parameter-sized buffer, on by default) and restores it when training
+    /// ends or diverges. A caller that writes a checkpoint at every
+    /// improvement can turn it off to save that memory, and reload the
+    /// checkpoint instead: the model then ends with the last parameters.
+    pub fn keep_best_in_memory(&mut self, keep: bool) {
+        self.keep_best = keep;
+        if !keep {
+            self.best_params = Vec::new();
+        }
+    }
+
+    fn restore_best(&mut self) {
+        if !self.best_params.is_empty() {
+            self.model.params.copy_from_slice(&self.best_params);
+        }
     }
 
     /// Best validation perplexity so far (infinite before the first epoch).

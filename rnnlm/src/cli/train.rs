@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
+use rnnlm::checkpoint;
 use rnnlm::corpus::Corpus;
 use rnnlm::error::ConfigError;
 use rnnlm::eval::{Evaluator, Protocol};
@@ -242,13 +243,18 @@ pub fn run(args: TrainArgs) -> CliResult {
         info,
     )?;
     let mut trainer = Trainer::new(model, options, kernels, threads);
+    // The observer writes the best model to disk at every improvement, so
+    // holding a second copy of the parameters in memory would only raise
+    // the peak resident size.
+    trainer.keep_best_in_memory(false);
     trainer.run(&corpus.train, &corpus.valid, eos, &mut observer)?;
-
-    // The trainer leaves the best parameters in the model.
-    let cx = Compute::new(kernels, threads);
-    let mut evaluator = Evaluator::new(&trainer.model, args.eval_batch, args.bptt);
-    let test = evaluator.evaluate(cx, &trainer.model, &corpus.test, eos, Protocol::Full);
     let best_valid = trainer.best_valid_ppl();
+    drop(trainer);
+
+    let best = checkpoint::load(&args.save)?;
+    let cx = Compute::new(kernels, threads);
+    let mut evaluator = Evaluator::new(&best.model, args.eval_batch, args.bptt);
+    let test = evaluator.evaluate(cx, &best.model, &corpus.test, eos, Protocol::Full);
     println!(
         "best valid ppl {best_valid:.2} | test ppl {:.2} ({} tokens) | saved to {}",
         test.perplexity(),
