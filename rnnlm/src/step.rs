@@ -213,12 +213,15 @@ pub fn forward(
             view(&params[layout.projection()], vocab, hidden).transpose(),
         )
     });
-    cx.time(Phase::Other, || {
-        k.add_row_bias(logits, &params[layout.out_bias.clone()])
-    });
 
-    // Loss, rows split across threads.
+    // Bias and loss, rows split across threads.
     let rows_per_task = rows.div_ceil(cx.threads.max(1)).max(1);
+    let out_bias = &params[layout.out_bias.clone()];
+    cx.time(Phase::Other, || {
+        logits
+            .par_chunks_mut(rows_per_task * vocab)
+            .for_each(|block| k.add_row_bias(block, out_bias))
+    });
     cx.time(Phase::Softmax, || {
         if dropout.is_some() {
             let scale = 1.0 / rows as f32;
@@ -242,6 +245,20 @@ pub fn forward(
             -log_likelihood
         }
     })
+}
+
+/// Writes the column sums of `x` (`(R, C)` with R = `ones.len()`) to `sums`
+/// (`(C)`) as the product `ones^T x`, which spreads over threads without
+/// per-thread partial buffers.
+fn column_sums(threads: usize, ones: &[f32], x: &[f32], sums: &mut [f32]) {
+    let (rows, cols) = (ones.len(), sums.len());
+    gemm(
+        threads,
+        view_mut(sums, 1, cols),
+        Accum::Replace,
+        view(ones, 1, rows),
+        view(x, rows, cols),
+    );
 }
 
 /// Returns the part of `buffer` one site's mask uses: `(B, In)` shared by all
@@ -290,9 +307,15 @@ pub fn backward(
     // Projection: d_out_bias = column sums, dP = dlogits^T top, d_top = dlogits P.
     let d_logits = &ws.logits[..rows * vocab];
     let top = &ws.top[..rows * hidden];
-    let out_bias_grad = &mut grads[layout.out_bias.clone()];
-    out_bias_grad.fill(0.0);
-    cx.time(Phase::Other, || k.add_column_sums(d_logits, out_bias_grad));
+    let ones = &ws.ones[..rows];
+    cx.time(Phase::Other, || {
+        column_sums(
+            cx.threads,
+            ones,
+            d_logits,
+            &mut grads[layout.out_bias.clone()],
+        )
+    });
     cx.time(Phase::ProjectionProducts, || {
         gemm(
             cx.threads,
@@ -372,9 +395,10 @@ pub fn backward(
         }
 
         // Weight gradients over all steps at once.
-        let bias_grad = &mut grads[ranges.bias.clone()];
-        bias_grad.fill(0.0);
-        cx.time(Phase::Other, || k.add_column_sums(d_gates, bias_grad));
+        let ones = &ws.ones[..rows];
+        cx.time(Phase::Other, || {
+            column_sums(cx.threads, ones, d_gates, &mut grads[ranges.bias.clone()])
+        });
         cx.time(Phase::RecurrentWeightGradient, || {
             gemm(
                 cx.threads,

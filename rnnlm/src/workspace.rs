@@ -82,6 +82,8 @@ pub struct Workspace {
     pub(crate) d_gates: Vec<f32>,
     /// Cell-state gradient carried backwards through time `(B, H)`.
     pub(crate) d_c: Vec<f32>,
+    /// `(T B)` ones: bias gradients are column sums, computed as products.
+    pub(crate) ones: Vec<f32>,
     /// One layer's Wh (forward) or Wh^T (backward) packed for the recurrent
     /// products; both packed forms have the same length.
     pub(crate) packed_wh: Vec<f32>,
@@ -124,6 +126,7 @@ impl Workspace {
             d_x: vec![0.0; train_len(rows * max_input)],
             d_gates: vec![0.0; train_len(rows * 4 * h)],
             d_c: vec![0.0; train_len(batch * h)],
+            ones: vec![1.0; train_len(rows)],
             packed_wh: vec![0.0; packed_len(h, 4 * h).max(packed_len(4 * h, h))],
         }
     }

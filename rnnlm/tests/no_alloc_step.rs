@@ -52,8 +52,8 @@ fn training_step_after_first_does_not_allocate() {
     let tokens: Vec<u32> = (0..2000u32).map(|i| (i * 7919 + 13) % 500).collect();
     let streams = Streams::new(&tokens, 4).unwrap();
 
-    // Every pool lives to the end: a pool's threads exiting while another
-    // case is counted would allocate on their way out.
+    // Every pool lives to the end: a pool's threads starting or exiting
+    // while another case is counted would allocate.
     let pools: Vec<rayon::ThreadPool> = (1..=2)
         .map(|threads| {
             rayon::ThreadPoolBuilder::new()
@@ -62,6 +62,10 @@ fn training_step_after_first_does_not_allocate() {
                 .unwrap()
         })
         .collect();
+    // Worker threads allocate while they start; wait until every one runs.
+    for pool in &pools {
+        pool.broadcast(|_| ());
+    }
     for (variational, threads) in [(true, 1), (false, 1), (true, 2)] {
         let pool = &pools[threads - 1];
         let options = TrainOptions {
