@@ -82,6 +82,48 @@ fn aligned_split(len: usize, part: usize, whole: usize) -> usize {
     }
 }
 
+/// Computes `c += a * B` with B packed by `Kernels::pack_b`, splitting the
+/// rows of `a` and `c` across up to `threads` threads.
+///
+/// Shapes: `a` is `(M, K)` and `c` is `(M, N)`, both row-major, with
+/// M = `a.len() / k`. Rows are split rather than columns because a row block
+/// of a row-major matrix is one contiguous slice; every thread reads the
+/// whole packed B, which stays in the shared L3 cache for the model's sizes.
+pub fn gemm_packed_add(
+    threads: usize,
+    kernels: Kernels,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    packed_b: &[f32],
+    c: &mut [f32],
+) {
+    let m = c.len() / n.max(1);
+    // Below 4 rows a thread's share is too small to pay for waking it.
+    if threads <= 1 || m < 8 {
+        kernels.gemm_packed(m, k, n, a, packed_b, c, true);
+        return;
+    }
+    let left_threads = threads / 2;
+    let split = m * left_threads / threads;
+    let (a_top, a_bottom) = a.split_at(split * k);
+    let (c_top, c_bottom) = c.split_at_mut(split * n);
+    rayon::join(
+        || gemm_packed_add(left_threads, kernels, k, n, a_top, packed_b, c_top),
+        || {
+            gemm_packed_add(
+                threads - left_threads,
+                kernels,
+                k,
+                n,
+                a_bottom,
+                packed_b,
+                c_bottom,
+            )
+        },
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,46 +182,4 @@ mod tests {
             }
         }
     }
-}
-
-/// Computes `c += a * B` with B packed by `Kernels::pack_b`, splitting the
-/// rows of `a` and `c` across up to `threads` threads.
-///
-/// Shapes: `a` is `(M, K)` and `c` is `(M, N)`, both row-major, with
-/// M = `a.len() / k`. Rows are split rather than columns because a row block
-/// of a row-major matrix is one contiguous slice; every thread reads the
-/// whole packed B, which stays in the shared L3 cache for the model's sizes.
-pub fn gemm_packed_add(
-    threads: usize,
-    kernels: Kernels,
-    k: usize,
-    n: usize,
-    a: &[f32],
-    packed_b: &[f32],
-    c: &mut [f32],
-) {
-    let m = c.len() / n.max(1);
-    // Below 4 rows a thread's share is too small to pay for waking it.
-    if threads <= 1 || m < 8 {
-        kernels.gemm_packed(m, k, n, a, packed_b, c, true);
-        return;
-    }
-    let left_threads = threads / 2;
-    let split = m * left_threads / threads;
-    let (a_top, a_bottom) = a.split_at(split * k);
-    let (c_top, c_bottom) = c.split_at_mut(split * n);
-    rayon::join(
-        || gemm_packed_add(left_threads, kernels, k, n, a_top, packed_b, c_top),
-        || {
-            gemm_packed_add(
-                threads - left_threads,
-                kernels,
-                k,
-                n,
-                a_bottom,
-                packed_b,
-                c_bottom,
-            )
-        },
-    );
 }
