@@ -104,8 +104,7 @@ fn train_then_eval_reproduces_saved_perplexity() {
     // The last epoch line that saved the model carries the perplexity to match.
     let saved_line = out
         .lines()
-        .filter(|l| l.ends_with("| saved"))
-        .last()
+        .rfind(|l| l.ends_with("| saved"))
         .expect("an epoch saved the model");
     let valid_ppl = saved_line
         .split("valid ppl")
