@@ -17,7 +17,7 @@ use criterion::{
     criterion_main, measurement::WallTime,
 };
 use rnnlm::model::{ModelConfig, ParamLayout};
-use rnnlm_kernels::{Isa, Kernels, dropout_rng};
+use rnnlm_kernels::{Isa, Kernels, dropout_rng, packed_len};
 
 const BATCH: usize = 20;
 const STEPS: usize = 35;
@@ -349,17 +349,73 @@ fn bias(c: &mut Criterion) {
     }
 }
 
-/// Single-thread copy of 64 MiB, far past the L3 cache: the memory
-/// bandwidth the streaming kernels are compared with. The figure counts
-/// the bytes read plus the bytes written; the write-allocate read of the
-/// destination is extra traffic that is not counted.
+/// Times the recurrent products on one thread with the packed weight: forward
+/// h_{t-1} Wh (20 x 650)(650 x 2600) and backward dgates Wh^T
+/// (20 x 2600)(2600 x 650), plus packing Wh, which runs once per window.
+/// Throughput is in elements where one element is one FLOP.
+fn packed_gemm(c: &mut Criterion) {
+    let gates = 4 * HIDDEN;
+    let wh = values(HIDDEN * gates, 19, 0.04);
+    for (name, k_dim, n_dim, transposed) in [
+        ("gemm_packed_20x650x2600", HIDDEN, gates, false),
+        ("gemm_packed_20x2600x650", gates, HIDDEN, true),
+    ] {
+        let mut packed = vec![0.0f32; packed_len(k_dim, n_dim)];
+        Kernels::scalar().pack_b(k_dim, n_dim, &wh, transposed, &mut packed);
+        let a = values(BATCH * k_dim, 20, 1.0);
+        let mut out = vec![0.0f32; BATCH * n_dim];
+        let flops = 2 * (BATCH * k_dim * n_dim) as u64;
+        let mut group = group(c, name, Throughput::Elements(flops));
+        for k in paths() {
+            group.bench_function(k.isa().name(), |b| {
+                b.iter(|| k.gemm_packed(BATCH, k_dim, n_dim, &a, &packed, &mut out, false))
+            });
+        }
+        group.finish();
+    }
+
+    let mut packed = vec![0.0f32; packed_len(HIDDEN, gates)];
+    let mut pack = group(
+        c,
+        "pack_b_650x2600",
+        Throughput::Bytes(2 * (HIDDEN * gates) as u64 * F32),
+    );
+    for k in paths() {
+        pack.bench_function(k.isa().name(), |b| {
+            b.iter(|| k.pack_b(HIDDEN, gates, &wh, false, &mut packed))
+        });
+    }
+    pack.finish();
+}
+
+/// Single-thread streams over 64 MiB, far past the L3 cache: the memory
+/// bandwidth the streaming kernels are compared with.
+///
+/// `copy_64MiB` counts the bytes read plus the bytes written. The
+/// write-allocate read of the destination is extra traffic that is not
+/// counted, so the hardware moves 1.5 times the figure. `read_64MiB` sums
+/// the buffer into 16 independent lanes, which the compiler turns into
+/// vector adds, so the add latency does not limit it.
 fn memory(c: &mut Criterion) {
-    let len = 64 << 20 >> 2;
+    let len = (64 << 20) / size_of::<f32>();
     let source = values(len, 18, 1.0);
     let mut destination = vec![0.0f32; len];
+
     let mut copy = group(c, "memory", Throughput::Bytes(2 * len as u64 * F32));
     copy.bench_function("copy_64MiB", |b| {
         b.iter(|| destination.copy_from_slice(black_box(&source)))
+    });
+    copy.throughput(Throughput::Bytes(len as u64 * F32));
+    copy.bench_function("read_64MiB", |b| {
+        b.iter(|| {
+            let mut lanes = [0.0f32; 16];
+            for chunk in black_box(&source).chunks_exact(16) {
+                for (lane, &x) in lanes.iter_mut().zip(chunk) {
+                    *lane += x;
+                }
+            }
+            lanes.iter().sum::<f32>()
+        })
     });
     copy.finish();
 }
@@ -373,6 +429,7 @@ criterion_group!(
     embedding,
     optimizer,
     bias,
+    packed_gemm,
     memory
 );
 criterion_main!(benches);

@@ -1,7 +1,8 @@
 //! Criterion benches of `rnnlm::matmul::gemm` at the model's product shapes
 //! (B = 20, T = 35, H = 650, V = 10 000, so N = B * T = 700 rows per window),
 //! with the operand layouts the training step uses, on one thread and on
-//! every logical CPU.
+//! every logical CPU. The recurrent products are also timed through
+//! `gemm_packed_add`, the packed kernel the training step calls for them.
 //!
 //! Run with `cargo bench -p bench-suite --bench matmul`. Throughput is in
 //! elements where one element is one FLOP (a multiply-add counts as 2), so
@@ -9,9 +10,13 @@
 
 use std::time::Duration;
 
-use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{
+    BenchmarkGroup, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
+};
 use faer::{Accum, MatRef};
-use rnnlm::matmul::{gemm, view, view_mut};
+use rnnlm::matmul::{gemm, gemm_packed_add, view, view_mut};
+use rnnlm_kernels::{Kernels, packed_len};
 
 const BATCH: usize = 20;
 const ROWS: usize = 20 * 35;
@@ -129,30 +134,42 @@ fn values(len: usize, salt: usize) -> Vec<f32> {
         .collect()
 }
 
-fn products(c: &mut Criterion) {
+/// Returns the thread counts to bench, 1 and every logical CPU, after
+/// sizing rayon's global pool to every CPU. The engine sizes the global
+/// pool to its thread count and calls the products from outside it, and
+/// the benches do the same.
+fn thread_counts() -> Vec<usize> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    // The engine sizes rayon's global pool to its thread count and calls
-    // `gemm` from outside it; the benches do the same with every CPU.
     let _ = rayon::ThreadPoolBuilder::new()
         .num_threads(cpus)
         .build_global();
-    let mut thread_counts = vec![1, cpus];
-    thread_counts.dedup();
+    let mut counts = vec![1, cpus];
+    counts.dedup();
+    counts
+}
 
+/// Creates a group with short timing, so the file runs in a few minutes on
+/// two cores. `flops` is the work of one product.
+fn group<'a>(c: &'a mut Criterion, name: &str, flops: u64) -> BenchmarkGroup<'a, WallTime> {
+    let mut group = c.benchmark_group(name);
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1))
+        .sampling_mode(SamplingMode::Flat)
+        .throughput(Throughput::Elements(flops));
+    group
+}
+
+fn products(c: &mut Criterion) {
     for product in &PRODUCTS {
         let lhs = values(product.m * product.k, 1);
         let rhs = values(product.k * product.n, 2);
         let mut dst = vec![0.0f32; product.m * product.n];
         let flops = 2 * (product.m * product.k * product.n) as u64;
 
-        let mut group = c.benchmark_group(format!("gemm_{}", product.name));
-        group
-            .sample_size(10)
-            .warm_up_time(Duration::from_millis(300))
-            .measurement_time(Duration::from_secs(1))
-            .sampling_mode(SamplingMode::Flat)
-            .throughput(Throughput::Elements(flops));
-        for &threads in &thread_counts {
+        let mut group = group(c, &format!("gemm_{}", product.name), flops);
+        for threads in thread_counts() {
             group.bench_function(format!("threads_{threads}"), |b| {
                 b.iter(|| {
                     gemm(
@@ -169,5 +186,32 @@ fn products(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, products);
+/// Times the recurrent products as the training step runs them: `gemm_packed_add`
+/// with Wh packed once per window, forward (20 x 650)(650 x 2600) and
+/// backward (20 x 2600)(2600 x 650) through Wh^T.
+fn packed_recurrent_products(c: &mut Criterion) {
+    let kernels = Kernels::process();
+    let wh = values(HIDDEN * GATES, 3);
+
+    for (name, k, n, transposed) in [
+        ("recurrent_h_Wh_20x650x2600", HIDDEN, GATES, false),
+        ("recurrent_dgates_WhT_20x2600x650", GATES, HIDDEN, true),
+    ] {
+        let mut packed = vec![0.0f32; packed_len(k, n)];
+        kernels.pack_b(k, n, &wh, transposed, &mut packed);
+        let a = values(BATCH * k, 4);
+        let mut c_out = vec![0.0f32; BATCH * n];
+
+        let name = format!("gemm_packed_add_{name}_{}", kernels.isa().name());
+        let mut group = group(c, &name, 2 * (BATCH * k * n) as u64);
+        for threads in thread_counts() {
+            group.bench_function(format!("threads_{threads}"), |b| {
+                b.iter(|| gemm_packed_add(threads, kernels, k, n, &a, &packed, &mut c_out))
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, products, packed_recurrent_products);
 criterion_main!(benches);

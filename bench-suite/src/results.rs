@@ -45,6 +45,10 @@ pub struct Settings {
     pub data: Option<String>,
     /// Seconds since the Unix epoch when the run started.
     pub started_unix: u64,
+    /// `git rev-parse --short HEAD` of the repository, with `+dirty` when
+    /// tracked files had uncommitted changes; `None` outside a git checkout.
+    #[serde(default)]
+    pub commit: Option<String>,
 }
 
 /// The rate of one product shape at one thread count.
@@ -270,6 +274,7 @@ pub(crate) fn sample_results() -> Results {
             impls: vec![Implementation::Rnnlm, Implementation::Pytorch],
             data: None,
             started_unix: 0,
+            commit: Some("0123abc".to_string()),
         },
         gemm: vec![
             rate(
@@ -319,6 +324,22 @@ mod tests {
              \"softmax cross-entropy\": 0.1}}}}"
         ))
         .unwrap()
+    }
+
+    #[test]
+    fn results_json_round_trip() {
+        let results = sample_results();
+        let json = serde_json::to_string(&results).unwrap();
+        let back: Results = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, results);
+    }
+
+    #[test]
+    fn results_without_commit_still_load() {
+        let mut value = serde_json::to_value(sample_results()).unwrap();
+        value["settings"].as_object_mut().unwrap().remove("commit");
+        let back: Results = serde_json::from_value(value).unwrap();
+        assert_eq!(back.settings.commit, None);
     }
 
     #[test]

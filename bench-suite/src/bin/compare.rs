@@ -179,6 +179,7 @@ fn run(mut args: Args) -> Result<ExitCode, String> {
             impls: args.impls.clone(),
             data: args.data.as_ref().map(|path| path.display().to_string()),
             started_unix,
+            commit: git_commit(&repo_root),
         },
         gemm,
         cases,
@@ -533,10 +534,12 @@ fn write_outputs(out: &Path, results: &Results) -> Result<(), String> {
         .map_err(|e| format!("cannot write {}: {e}", json_path.display()))?;
 
     let mut markdown = format!(
-        "{} ({} logical CPUs, kernels {}), {} timed rounds of {} windows after a warm-up round\n\n",
+        "{} ({} logical CPUs, kernels {}), commit {}, {} timed rounds of {} windows after a \
+         warm-up round\n\n",
         results.machine.cpu,
         results.machine.logical_cpus,
         results.machine.isa.as_deref().unwrap_or("n/a"),
+        results.settings.commit.as_deref().unwrap_or("unknown"),
         results.settings.reps,
         results.settings.windows,
     );
@@ -562,6 +565,30 @@ fn write_outputs(out: &Path, results: &Results) -> Result<(), String> {
         chart_path.display()
     );
     Ok(())
+}
+
+/// Returns the short commit of `repo_root`, with `+dirty` when tracked
+/// files have uncommitted changes, or `None` when git cannot tell.
+fn git_commit(repo_root: &Path) -> Option<String> {
+    let git = |args: &[&str]| {
+        let output = Command::new("git")
+            .arg("-C")
+            .arg(repo_root)
+            .args(args)
+            .output()
+            .ok()?;
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+    };
+    let commit = git(&["rev-parse", "--short", "HEAD"])?;
+    let changes = git(&["status", "--porcelain", "--untracked-files=no"])?;
+    Some(if changes.is_empty() {
+        commit
+    } else {
+        format!("{commit}+dirty")
+    })
 }
 
 /// `model name` of the first CPU in /proc/cpuinfo, or `unknown CPU`.
