@@ -14,7 +14,7 @@ use crate::model::Model;
 use crate::profile::{Phase, Profiler};
 use crate::workspace::{Dropout, Workspace};
 
-/// What a forward pass computes after the logits.
+/// The work a forward pass does after the logits.
 pub enum Mode<'a> {
     /// Dropout on, masks drawn from `rng`; the loss gradient (of the mean
     /// over the window's targets) replaces the logits for `backward`.
