@@ -6,8 +6,8 @@
 //! `encoder.weight` (V, Emb); per layer l `rnn.weight_ih_l{l}` (4H, In),
 //! `rnn.weight_hh_l{l}` (4H, H), `rnn.bias_ih_l{l}` (4H), `rnn.bias_hh_l{l}`
 //! (4H); `decoder.weight` (V, H) and `decoder.bias` (V). PyTorch keeps two
-//! biases per layer where this model keeps one, so `bias_ih` holds the bias
-//! and `bias_hh` zeros; loading adds the two. PyTorch multiplies by the
+//! biases per layer where this model keeps one, so `bias_ih` stores the bias
+//! and `bias_hh` zeros, and loading adds the two. PyTorch multiplies by the
 //! transposed weights, so `weight_ih` is `Wx` transposed.
 
 use std::borrow::Cow;
