@@ -40,7 +40,7 @@ impl Isa {
         }
     }
 
-    /// Checks whether this CPU can run the path. The answer comes from
+    /// Checks whether this CPU can run the path. The result comes from
     /// CPUID (x86_64) and is cached by `cpufeatures` after the first call.
     pub fn is_available(self) -> bool {
         match self {

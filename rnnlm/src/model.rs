@@ -73,7 +73,7 @@ impl ModelConfig {
     }
 }
 
-/// Where each tensor sits in the parameter (and gradient) buffer.
+/// Offsets of each tensor in the parameter (and gradient) buffer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParamLayout {
     pub embedding: Range<usize>,
@@ -119,7 +119,8 @@ impl ParamLayout {
         }
     }
 
-    /// The output projection `(V, H)`: the decoder, or the embedding when tied.
+    /// Returns the range of the output projection `(V, H)`: the decoder, or
+    /// the embedding when tied.
     pub fn projection(&self) -> Range<usize> {
         self.decoder
             .clone()
@@ -127,7 +128,7 @@ impl ParamLayout {
     }
 }
 
-/// How weights are drawn before training.
+/// Distribution of the initial weights.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Init {
     /// The textbook's: E ~ N(0,1)/100, Wx ~ N(0,1)/sqrt(In), Wh ~ N(0,1)/sqrt(H),

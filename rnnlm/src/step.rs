@@ -508,7 +508,8 @@ mod tests {
         let width = BATCH * 8;
         for window in &windows {
             let first_step = &window[..width];
-            assert!(first_step.iter().any(|&d| d) && first_step.iter().any(|&d| !d));
+            assert!(first_step.iter().any(|&d| d), "no unit dropped");
+            assert!(first_step.iter().any(|&d| !d), "every unit dropped");
             for t in 1..STEPS {
                 assert_eq!(
                     &window[t * width..(t + 1) * width],

@@ -131,7 +131,7 @@ impl TrainOptions {
     }
 }
 
-/// What the trainer reports while it runs.
+/// A progress report sent while an epoch runs.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct Progress {
     /// 1-based epoch.
@@ -173,7 +173,7 @@ pub trait Observer {
     fn on_progress(&mut self, progress: &Progress);
     /// After each epoch's validation, with the model as it is then.
     fn on_epoch(&mut self, summary: &EpochSummary, model: &Model) -> Result<(), TrainError>;
-    /// How many windows between progress reports.
+    /// Returns the number of windows between progress reports.
     fn report_every(&self) -> usize {
         50
     }
@@ -249,7 +249,7 @@ impl Trainer {
         }
     }
 
-    /// The learning rate the next window uses.
+    /// Returns the learning rate the next window uses.
     pub fn lr(&self) -> f32 {
         self.lr
     }

@@ -1,6 +1,6 @@
 //! A training step after the first performs no heap allocation.
 //!
-//! This file holds a single test so that no other test allocates on another
+//! This file contains a single test so that no other test allocates on another
 //! thread while the counter is read.
 
 use std::alloc::{GlobalAlloc, Layout, System};

@@ -24,7 +24,7 @@ pub struct EvalArgs {
     /// Checkpoint written by `rnnlm train`.
     #[arg(long)]
     checkpoint: PathBuf,
-    /// Which PTB split to score.
+    /// PTB split to score.
     #[arg(long, value_enum, default_value_t = Split::Valid)]
     split: Split,
     /// Directory with the PTB files.

@@ -42,7 +42,7 @@ pub struct TrainArgs {
     /// Do not download missing data; fail with instructions instead.
     #[arg(long)]
     offline: bool,
-    /// Where the best model (by validation perplexity) is written.
+    /// Output file for the best model (by validation perplexity).
     #[arg(long, default_value = "rnnlm-best.safetensors")]
     save: PathBuf,
     /// Append JSON lines with progress and per-epoch results to this file.
@@ -80,7 +80,7 @@ pub struct TrainArgs {
     /// Override the dropout probability before the output projection.
     #[arg(long)]
     dropout_output: Option<f32>,
-    /// How dropout masks are drawn.
+    /// Mask mode: one mask per window or one per step.
     #[arg(long, value_enum, default_value_t = DropoutMode::Variational)]
     dropout_mode: DropoutMode,
 
