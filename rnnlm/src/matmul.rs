@@ -70,6 +70,30 @@ pub fn gemm(
     }
 }
 
+/// Runs one small product through faer on every thread of the current rayon
+/// pool, so that each thread sets up faer's per-thread scratch memory now.
+///
+/// faer's x86 kernel allocates that scratch (two L3-sized buffers) the first
+/// time a thread runs a product above its small-size threshold. Which thread
+/// runs which half of a split product depends on work stealing, so without
+/// this a thread could first run a product, and allocate, in any later step.
+pub fn prepare_threads() {
+    // Above faer's 16^3 small-product threshold, so the x86 kernel runs.
+    const SIDE: usize = 17;
+    rayon::broadcast(|_| {
+        let a = [1.0f32; SIDE * SIDE];
+        let mut c = [0.0f32; SIDE * SIDE];
+        matmul(
+            view_mut(&mut c, SIDE, SIDE),
+            Accum::Replace,
+            view(&a, SIDE, SIDE),
+            view(&a, SIDE, SIDE),
+            1.0f32,
+            Par::Seq,
+        );
+    });
+}
+
 /// Returns where to cut `len` so the first part gets `part / whole` of it,
 /// rounded to a multiple of `SPLIT_ALIGN` when `len` allows.
 fn aligned_split(len: usize, part: usize, whole: usize) -> usize {

@@ -218,6 +218,8 @@ pub struct Trainer {
     inputs: Vec<u32>,
     targets: Vec<u32>,
     lr: f32,
+    /// Whether every thread of the pool has set up its per-thread state.
+    threads_prepared: bool,
 }
 
 /// Result of a single training window.
@@ -244,6 +246,7 @@ impl Trainer {
             inputs: vec![0; rows],
             targets: vec![0; rows],
             lr: options.lr,
+            threads_prepared: false,
             model,
             options,
         }
@@ -257,6 +260,11 @@ impl Trainer {
     /// Runs one training window: forward, backward, clip, SGD update. The
     /// window's ids are `(steps, B)` time-major. Carries the state on.
     pub fn train_window(&mut self, steps: usize) -> StepResult {
+        if !self.threads_prepared {
+            // Done here rather than in `new`, which may run outside the pool.
+            crate::matmul::prepare_threads();
+            self.threads_prepared = true;
+        }
         let rows = steps * self.options.batch;
         let mode = Mode::Train {
             dropout: &self.options.dropout,

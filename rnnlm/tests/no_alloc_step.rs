@@ -80,7 +80,8 @@ fn training_step_after_first_does_not_allocate() {
         let model = Model::new(config.clone(), Init::Book, 5).unwrap();
         let mut trainer = Trainer::new(model, options, Kernels::process(), threads);
         pool.install(|| {
-            // The first window may allocate (lazy thread-local state in rayon).
+            // The first window may allocate: faer sets up per-thread scratch
+            // memory and rayon its thread-local state.
             let steps = trainer.load_window(&streams, 0);
             trainer.train_window(steps);
 
