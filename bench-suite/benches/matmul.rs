@@ -186,24 +186,42 @@ fn products(c: &mut Criterion) {
     }
 }
 
-/// Times the recurrent products as the training step runs them: `gemm_packed_add`
-/// with Wh packed once per window, forward (20 x 650)(650 x 2600) and
-/// backward (20 x 2600)(2600 x 650) through Wh^T.
-fn packed_recurrent_products(c: &mut Criterion) {
+/// Times `gemm_packed_add` with B packed once, at the shapes where the model
+/// runs it or could: the recurrent products of training (B = 20) and
+/// evaluation (B = 10), forward (M x 650)(650 x 2600) and backward
+/// (M x 2600)(2600 x 650) through Wh^T, and the forward products of a whole
+/// window, input (700 x 650)(650 x 2600) and projection
+/// (700 x 650)(650 x 10 000) through E^T.
+fn packed_products(c: &mut Criterion) {
     let kernels = Kernels::process();
-    let wh = values(HIDDEN * GATES, 3);
 
-    for (name, k, n, transposed) in [
-        ("recurrent_h_Wh_20x650x2600", HIDDEN, GATES, false),
-        ("recurrent_dgates_WhT_20x2600x650", GATES, HIDDEN, true),
+    for (name, m, k, n, transposed) in [
+        ("recurrent_h_Wh_20x650x2600", BATCH, HIDDEN, GATES, false),
+        (
+            "recurrent_dgates_WhT_20x2600x650",
+            BATCH,
+            GATES,
+            HIDDEN,
+            true,
+        ),
+        (
+            "eval_recurrent_h_Wh_10x650x2600",
+            BATCH / 2,
+            HIDDEN,
+            GATES,
+            false,
+        ),
+        ("input_X_Wx_700x650x2600", ROWS, HIDDEN, GATES, false),
+        ("projection_top_ET_700x650x10000", ROWS, HIDDEN, VOCAB, true),
     ] {
+        let b_values = values(k * n, 3);
         let mut packed = vec![0.0f32; packed_len(k, n)];
-        kernels.pack_b(k, n, &wh, transposed, &mut packed);
-        let a = values(BATCH * k, 4);
-        let mut c_out = vec![0.0f32; BATCH * n];
+        kernels.pack_b(k, n, &b_values, transposed, &mut packed);
+        let a = values(m * k, 4);
+        let mut c_out = vec![0.0f32; m * n];
 
         let name = format!("gemm_packed_add_{name}_{}", kernels.isa().name());
-        let mut group = group(c, &name, 2 * (BATCH * k * n) as u64);
+        let mut group = group(c, &name, 2 * (m * k * n) as u64);
         for threads in thread_counts() {
             group.bench_function(format!("threads_{threads}"), |b| {
                 b.iter(|| gemm_packed_add(threads, kernels, k, n, &a, &packed, &mut c_out))
@@ -213,5 +231,5 @@ fn packed_recurrent_products(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, products, packed_recurrent_products);
+criterion_group!(benches, products, packed_products);
 criterion_main!(benches);

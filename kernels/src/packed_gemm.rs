@@ -63,15 +63,23 @@ pub(crate) struct Tile<'a> {
     pub b_next: *const f32,
 }
 
+/// Bytes of A that one row block may take: a quarter of a 1 MiB L2, so the
+/// block stays there next to a strip of packed B while every strip of B
+/// passes over it.
+const A_BLOCK_BYTES: usize = 256 * 1024;
+
 /// Runs the loop nest of `gemm_packed` and hands each register tile to
 /// `tile`. The checks of `Kernels::gemm_packed` must have passed.
 ///
-/// Loops, outermost first: strips of `strip_panels` panels (the last strip
-/// may have fewer), then row tiles of up to `max_rows` rows, then the
-/// tile's own loop over all of K. A strip, `strip_panels * K * 64` bytes,
-/// fits in L2 at the sizes of an LSTM step (83 KiB for two panels at K =
-/// 650), so the second and later row tiles read it from there, and packed
-/// B comes from L3 or memory once per call.
+/// Loops, outermost first: blocks of rows of A small enough to stay in L2
+/// (all of A for the B = 10 to 20 rows of an LSTM step, about 200 rows at
+/// K = 650), then strips of `strip_panels` panels (the last strip may have
+/// fewer), then row tiles of up to `max_rows` rows, then the tile's own loop
+/// over all of K. A strip, `strip_panels * K * 64` bytes, also fits in L2 at
+/// the model's sizes (83 KiB for two panels at K = 650). So after the first
+/// strip of a block the tiles read A from L2, after the first row tile of a
+/// strip they read B from L2, and packed B comes from L3 or memory once per
+/// row block.
 #[allow(clippy::too_many_arguments)]
 #[inline]
 pub(crate) fn for_each_tile(
@@ -88,24 +96,28 @@ pub(crate) fn for_each_tile(
 ) {
     let panels = n.div_ceil(PANEL);
     let panel_len = k * PANEL;
-    for p in (0..panels).step_by(strip_panels) {
-        let width = strip_panels.min(panels - p);
-        let col0 = p * PANEL;
-        let cols = (width * PANEL).min(n - col0);
-        let b = &packed_b[p * panel_len..(p + width) * panel_len];
-        let b_next = b.as_ptr().wrapping_add(b.len());
-        for (row0, rows) in row_blocks(m, max_rows) {
-            tile(Tile {
-                rows,
-                panels: width,
-                k,
-                a: &a[row0 * k..(row0 + rows) * k],
-                b,
-                c: &mut c[row0 * n + col0..(row0 + rows - 1) * n + col0 + cols],
-                ldc: n,
-                accumulate,
-                b_next,
-            });
+    let block_rows = (A_BLOCK_BYTES / (k * 4)).max(max_rows);
+    for (block0, block_len) in row_blocks(m, block_rows) {
+        for p in (0..panels).step_by(strip_panels) {
+            let width = strip_panels.min(panels - p);
+            let col0 = p * PANEL;
+            let cols = (width * PANEL).min(n - col0);
+            let b = &packed_b[p * panel_len..(p + width) * panel_len];
+            let b_next = b.as_ptr().wrapping_add(b.len());
+            for (tile0, rows) in row_blocks(block_len, max_rows) {
+                let row0 = block0 + tile0;
+                tile(Tile {
+                    rows,
+                    panels: width,
+                    k,
+                    a: &a[row0 * k..(row0 + rows) * k],
+                    b,
+                    c: &mut c[row0 * n + col0..(row0 + rows - 1) * n + col0 + cols],
+                    ldc: n,
+                    accumulate,
+                    b_next,
+                });
+            }
         }
     }
 }
@@ -226,7 +238,7 @@ impl Kernels {
     /// each one a contiguous block of rows of A and C and the same
     /// `packed_b`. A row's result does not depend on the block it is in.
     ///
-    /// The SIMD paths keep a tile of C, up to 12 rows by 32 columns, in
+    /// The SIMD paths keep a tile of C, up to 10 rows by 32 columns, in
     /// registers for the whole K loop. So each element of C is read and
     /// written once per call, and each element of `packed_b` is loaded once
     /// per tile of rows. `packed_b` needs no alignment beyond f32's.

@@ -10,6 +10,7 @@ pub mod fetch;
 pub mod matmul;
 pub mod model;
 pub mod profile;
+pub mod recurrence;
 pub mod runtime;
 pub mod step;
 pub mod train;

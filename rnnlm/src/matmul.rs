@@ -106,6 +106,10 @@ fn aligned_split(len: usize, part: usize, whole: usize) -> usize {
     }
 }
 
+/// Fewest rows a product or an LSTM step splits across threads: below 4
+/// rows a thread's share is too small to pay for waking it.
+pub const MIN_SPLIT_ROWS: usize = 8;
+
 /// Computes `c += a * B` with B packed by `Kernels::pack_b`, splitting the
 /// rows of `a` and `c` across up to `threads` threads.
 ///
@@ -123,8 +127,7 @@ pub fn gemm_packed_add(
     c: &mut [f32],
 ) {
     let m = c.len() / n.max(1);
-    // Below 4 rows a thread's share is too small to pay for waking it.
-    if threads <= 1 || m < 8 {
+    if threads <= 1 || m < MIN_SPLIT_ROWS {
         kernels.gemm_packed(m, k, n, a, packed_b, c, true);
         return;
     }

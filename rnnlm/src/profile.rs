@@ -88,6 +88,11 @@ impl Profiler {
         result
     }
 
+    /// Adds `elapsed` to `phase`, for work timed by the caller.
+    pub fn add(&self, phase: Phase, elapsed: std::time::Duration) {
+        self.nanos[phase as usize].fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
+    }
+
     /// Seconds spent in each phase so far.
     pub fn seconds(&self) -> Vec<(Phase, f64)> {
         Phase::ALL

@@ -9,9 +9,10 @@ use faer::Accum;
 use rayon::prelude::*;
 use rnnlm_kernels::{DropoutRng, Kernels, packed_len};
 
-use crate::matmul::{gemm, gemm_packed_add, view, view_mut};
+use crate::matmul::{gemm, view, view_mut};
 use crate::model::Model;
 use crate::profile::{Phase, Profiler};
+use crate::recurrence::{BackwardStep, ForwardStep, backward_step, forward_step};
 use crate::workspace::{Dropout, Workspace};
 
 /// The work a forward pass does after the logits.
@@ -147,34 +148,17 @@ pub fn forward(
         let bias = &params[ranges.bias.clone()];
         let state = batch * hidden;
         for t in 0..steps {
-            let gates_t = &mut gates[t * 4 * state..(t + 1) * 4 * state];
             let (h_prev, h_next) = ws.h[l].split_at_mut((t + 1) * state);
-            let h_prev = &h_prev[t * state..];
-            cx.time(Phase::RecurrentProducts, || {
-                gemm_packed_add(
-                    cx.threads,
-                    k,
-                    hidden,
-                    4 * hidden,
-                    h_prev,
-                    packed_wh,
-                    gates_t,
-                )
-            });
-
             let (c_prev, c_next) = ws.c[l].split_at_mut((t + 1) * state);
-            cx.time(Phase::LstmCell, || {
-                k.lstm_forward(
-                    batch,
-                    hidden,
-                    gates_t,
-                    bias,
-                    &c_prev[t * state..],
-                    &mut c_next[..state],
-                    &mut h_next[..state],
-                    &mut ws.tanh_c[l][t * state..(t + 1) * state],
-                )
-            });
+            let step = ForwardStep {
+                h_prev: &h_prev[t * state..],
+                gates: &mut gates[t * 4 * state..(t + 1) * 4 * state],
+                c_prev: &c_prev[t * state..],
+                c: &mut c_next[..state],
+                h: &mut h_next[..state],
+                tanh_c: &mut ws.tanh_c[l][t * state..(t + 1) * state],
+            };
+            forward_step(cx, hidden, packed_wh, bias, step);
         }
 
         // The layer's output feeds the next layer (dropout applied there) or
@@ -365,33 +349,17 @@ pub fn backward(
         let d_c = &mut ws.d_c[..];
         d_c.fill(0.0);
         for t in (0..steps).rev() {
-            let d_h_t = &mut d_h[t * state..(t + 1) * state];
-            if t + 1 < steps {
-                let d_gates_next = &d_gates[(t + 1) * 4 * state..(t + 2) * 4 * state];
-                cx.time(Phase::RecurrentProducts, || {
-                    gemm_packed_add(
-                        cx.threads,
-                        k,
-                        4 * hidden,
-                        hidden,
-                        d_gates_next,
-                        packed_wh_t,
-                        d_h_t,
-                    )
-                });
-            }
-            cx.time(Phase::LstmCell, || {
-                k.lstm_backward(
-                    batch,
-                    hidden,
-                    &ws.gates[l][t * 4 * state..(t + 1) * 4 * state],
-                    &ws.c[l][t * state..(t + 1) * state],
-                    &ws.tanh_c[l][t * state..(t + 1) * state],
-                    d_h_t,
-                    d_c,
-                    &mut d_gates[t * 4 * state..(t + 1) * 4 * state],
-                )
-            });
+            let (d_gates_t, d_gates_later) = d_gates[t * 4 * state..].split_at_mut(4 * state);
+            let step = BackwardStep {
+                d_gates_next: (t + 1 < steps).then(|| &d_gates_later[..4 * state]),
+                d_h: &mut d_h[t * state..(t + 1) * state],
+                gates: &ws.gates[l][t * 4 * state..(t + 1) * 4 * state],
+                c_prev: &ws.c[l][t * state..(t + 1) * state],
+                tanh_c: &ws.tanh_c[l][t * state..(t + 1) * state],
+                d_c: &mut *d_c,
+                d_gates: d_gates_t,
+            };
+            backward_step(cx, hidden, packed_wh_t, step);
         }
 
         // Weight gradients over all steps at once.

@@ -450,18 +450,22 @@ fn scale_in_place_avx512(x: &mut [f32], factor: f32) {
 /// registers for the whole K loop. Each k step loads two panel vectors,
 /// broadcasts R elements of A and issues 2R fused multiply-adds, so every
 /// loaded vector of B feeds R FMAs and every broadcast feeds two. With R =
-/// 12 that is 24 accumulators, 2 panel vectors and a broadcast register:
-/// 27 of the 32 zmm registers, which leaves the compiler room to schedule
-/// loads ahead without spilling. 14 rows would need 31.
+/// 10 that is 20 accumulators, 2 panel vectors and a broadcast register:
+/// 23 of the 32 zmm registers.
 ///
 /// Per k step the tile issues 2R FMAs against R + 2 loads and 2 prefetches.
 /// Zen 4 executes one 512-bit FMA per cycle and Intel server cores two, and
 /// both execute two or more loads per cycle, so from R = 4 on the FMAs set
 /// the pace. The 2R independent accumulators also cover the 4-cycle FMA
 /// latency at two FMAs per cycle from R = 4 on. Rows are split into
-/// balanced tiles of at most 12, so the training batch of 20 rows runs as
+/// balanced tiles of at most 10, so the training batch of 20 rows runs as
 /// two tiles of 10.
-const GEMM_MAX_ROWS: usize = 12;
+///
+/// Taller tiles are slower here even though their registers fit: on one
+/// Zen 4 core (criterion, `gemm_packed_add`, K = 650, N = 2600), tiles of
+/// 9 and 10 rows ran at 112 GFLOP/s and tiles of 11 and 12 rows at
+/// 45 GFLOP/s.
+const GEMM_MAX_ROWS: usize = 10;
 
 /// Steps of K between prefetching a line of packed B and loading it. 32
 /// steps are 2 KiB ahead in each panel. A step of a 10-row tile takes about
@@ -531,8 +535,6 @@ fn gemm_rows<const NP: usize>(tile: Tile) {
         8 => gemm_tile::<8, NP>(tile),
         9 => gemm_tile::<9, NP>(tile),
         10 => gemm_tile::<10, NP>(tile),
-        11 => gemm_tile::<11, NP>(tile),
-        12 => gemm_tile::<12, NP>(tile),
         rows => unreachable!("row tiles have 1 to {GEMM_MAX_ROWS} rows, got {rows}"),
     }
 }

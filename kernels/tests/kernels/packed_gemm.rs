@@ -197,6 +197,17 @@ fn gemm_packed_matches_f64_at_lstm_step_sizes() {
 }
 
 #[test]
+fn gemm_packed_matches_f64_across_row_blocks() {
+    for kernels in paths() {
+        // A of 450 x 650 and of 61 x 2600 floats exceeds the 512 KiB row
+        // block, so the loop nest runs 3 and 2 row blocks, with the blocks'
+        // row counts not multiples of the tile height.
+        check_product(&kernels, 450, 650, 40);
+        check_product(&kernels, 61, 2600, 33);
+    }
+}
+
+#[test]
 fn simd_paths_return_identical_bits() {
     // All SIMD paths sum with fused multiply-adds in the same order, so
     // they must agree exactly, not just within the error bound.
