@@ -27,9 +27,12 @@ pub struct ForwardStep<'a> {
     pub tanh_c: &'a mut [f32],
 }
 
-impl<'a> ForwardStep<'a> {
-    /// Splits after the first `rows` rows.
-    fn split(self, rows: usize, hidden: usize) -> (ForwardStep<'a>, ForwardStep<'a>) {
+impl RowBlock for ForwardStep<'_> {
+    fn rows(&self, hidden: usize) -> usize {
+        self.h_prev.len() / hidden.max(1)
+    }
+
+    fn split(self, rows: usize, hidden: usize) -> (Self, Self) {
         let state = rows * hidden;
         let (h_prev_top, h_prev_bottom) = self.h_prev.split_at(state);
         let (gates_top, gates_bottom) = self.gates.split_at_mut(4 * state);
@@ -72,23 +75,8 @@ pub fn forward_step(
     step: ForwardStep<'_>,
 ) {
     let start = Instant::now();
-    let cell = forward_rows(cx, cx.threads, hidden, packed_wh, bias, step);
-    record(cx, start.elapsed(), cell);
-}
-
-/// Runs the step for the rows of `step` on up to `threads` threads and
-/// returns the cell's time on the calling thread (zero when not profiling).
-fn forward_rows(
-    cx: Compute,
-    threads: usize,
-    hidden: usize,
-    packed_wh: &[f32],
-    bias: &[f32],
-    step: ForwardStep<'_>,
-) -> Duration {
-    let rows = step.h_prev.len() / hidden.max(1);
-    if threads <= 1 || rows < MIN_SPLIT_ROWS {
-        let k = cx.kernels;
+    let cell = split_rows(cx.threads, hidden, step, &|step: ForwardStep| {
+        let (k, rows) = (cx.kernels, step.rows(hidden));
         k.gemm_packed(
             rows,
             hidden,
@@ -98,26 +86,55 @@ fn forward_rows(
             step.gates,
             true,
         );
-        let start = cx.profiler.map(|_| Instant::now());
-        k.lstm_forward(
-            rows,
-            hidden,
-            step.gates,
-            bias,
-            step.c_prev,
-            step.c,
-            step.h,
-            step.tanh_c,
-        );
-        return start.map_or(Duration::ZERO, |start| start.elapsed());
+        cell_time(cx, || {
+            k.lstm_forward(
+                rows,
+                hidden,
+                step.gates,
+                bias,
+                step.c_prev,
+                step.c,
+                step.h,
+                step.tanh_c,
+            )
+        })
+    });
+    record(cx, start.elapsed(), cell);
+}
+
+/// Runs `leaf` on the rows of `step`, split into blocks over up to
+/// `threads` threads, and returns what the calling thread's block returned.
+fn split_rows<S: RowBlock>(
+    threads: usize,
+    hidden: usize,
+    step: S,
+    leaf: &(impl Fn(S) -> Duration + Sync),
+) -> Duration {
+    let rows = step.rows(hidden);
+    if threads <= 1 || rows < MIN_SPLIT_ROWS {
+        return leaf(step);
     }
     let left_threads = threads / 2;
     let (top, bottom) = step.split(rows * left_threads / threads, hidden);
-    let (cell, _) = rayon::join(
-        || forward_rows(cx, left_threads, hidden, packed_wh, bias, top),
-        || forward_rows(cx, threads - left_threads, hidden, packed_wh, bias, bottom),
+    let (calling, _) = rayon::join(
+        || split_rows(left_threads, hidden, top, leaf),
+        || split_rows(threads - left_threads, hidden, bottom, leaf),
     );
-    cell
+    calling
+}
+
+/// The slices of a step that can be cut into blocks of rows.
+trait RowBlock: Send + Sized {
+    fn rows(&self, hidden: usize) -> usize;
+    /// Splits after the first `rows` rows.
+    fn split(self, rows: usize, hidden: usize) -> (Self, Self);
+}
+
+/// Returns how long `work` took when profiling, and zero otherwise.
+fn cell_time(cx: Compute, work: impl FnOnce()) -> Duration {
+    let start = cx.profiler.map(|_| Instant::now());
+    work();
+    start.map_or(Duration::ZERO, |start| start.elapsed())
 }
 
 /// The slices of one backward step, for a block of `rows` rows.
@@ -138,9 +155,12 @@ pub struct BackwardStep<'a> {
     pub d_gates: &'a mut [f32],
 }
 
-impl<'a> BackwardStep<'a> {
-    /// Splits after the first `rows` rows.
-    fn split(self, rows: usize, hidden: usize) -> (BackwardStep<'a>, BackwardStep<'a>) {
+impl RowBlock for BackwardStep<'_> {
+    fn rows(&self, hidden: usize) -> usize {
+        self.d_h.len() / hidden.max(1)
+    }
+
+    fn split(self, rows: usize, hidden: usize) -> (Self, Self) {
         let state = rows * hidden;
         let (next_top, next_bottom) = match self.d_gates_next {
             Some(next) => {
@@ -183,22 +203,8 @@ impl<'a> BackwardStep<'a> {
 /// Profiled like [`forward_step`].
 pub fn backward_step(cx: Compute, hidden: usize, packed_wh_t: &[f32], step: BackwardStep<'_>) {
     let start = Instant::now();
-    let cell = backward_rows(cx, cx.threads, hidden, packed_wh_t, step);
-    record(cx, start.elapsed(), cell);
-}
-
-/// Runs the backward step for the rows of `step` on up to `threads` threads
-/// and returns the cell's time on the calling thread.
-fn backward_rows(
-    cx: Compute,
-    threads: usize,
-    hidden: usize,
-    packed_wh_t: &[f32],
-    step: BackwardStep<'_>,
-) -> Duration {
-    let rows = step.d_h.len() / hidden.max(1);
-    if threads <= 1 || rows < MIN_SPLIT_ROWS {
-        let k = cx.kernels;
+    let cell = split_rows(cx.threads, hidden, step, &|step: BackwardStep| {
+        let (k, rows) = (cx.kernels, step.rows(hidden));
         if let Some(d_gates_next) = step.d_gates_next {
             k.gemm_packed(
                 rows,
@@ -210,26 +216,20 @@ fn backward_rows(
                 true,
             );
         }
-        let start = cx.profiler.map(|_| Instant::now());
-        k.lstm_backward(
-            rows,
-            hidden,
-            step.gates,
-            step.c_prev,
-            step.tanh_c,
-            step.d_h,
-            step.d_c,
-            step.d_gates,
-        );
-        return start.map_or(Duration::ZERO, |start| start.elapsed());
-    }
-    let left_threads = threads / 2;
-    let (top, bottom) = step.split(rows * left_threads / threads, hidden);
-    let (cell, _) = rayon::join(
-        || backward_rows(cx, left_threads, hidden, packed_wh_t, top),
-        || backward_rows(cx, threads - left_threads, hidden, packed_wh_t, bottom),
-    );
-    cell
+        cell_time(cx, || {
+            k.lstm_backward(
+                rows,
+                hidden,
+                step.gates,
+                step.c_prev,
+                step.tanh_c,
+                step.d_h,
+                step.d_c,
+                step.d_gates,
+            )
+        })
+    });
+    record(cx, start.elapsed(), cell);
 }
 
 /// Splits a step's wall time between the cell and the recurrent product.
