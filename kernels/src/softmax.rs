@@ -9,6 +9,12 @@
 //! block raises m), reading each block twice while it sits in L1. The
 //! second pass writes the gradient. Subtracting the maximum keeps logits of
 //! any finite magnitude (1e4 and beyond) from overflowing.
+//!
+//! The scalar path evaluates e^(x - max) again in the second pass. The SIMD
+//! paths evaluate it once: the first pass stores e^(x - m_k) in place, where
+//! m_k is the running maximum after block k, and the second pass multiplies
+//! block k by e^(m_k - max) / sum. Each element then costs one exponential
+//! instead of two.
 
 use crate::activation::{scalar_exp, scalar_ln_f64};
 use crate::dispatch::{Isa, Kernels};
@@ -16,6 +22,36 @@ use crate::dispatch::{Isa, Kernels};
 /// Columns per block: 2048 f32 are 8 KiB, which fits in any L1 data cache
 /// alongside the other operands.
 pub const BLOCK: usize = 2048;
+
+/// Max number of blocks per row in the single-exponential gradient of the
+/// SIMD paths, which keep one running maximum per block on the stack.
+/// Rows longer than `MAX_BLOCKS * BLOCK` (131 072 columns) use longer
+/// blocks instead (see `gradient_block_len`).
+const MAX_BLOCKS: usize = 64;
+
+/// Returns the block length of the single-exponential gradient for rows
+/// of `vocab` columns: [`BLOCK`], or more when the row would otherwise
+/// have more than `MAX_BLOCKS` blocks.
+fn gradient_block_len(vocab: usize) -> usize {
+    BLOCK.max(vocab.div_ceil(MAX_BLOCKS))
+}
+
+/// e^(a - b) for a <= b, with the difference taken exactly.
+///
+/// Rounding a - b to f32 can move it by half an ulp of the difference,
+/// which costs up to 3.8e-6 relative in the result when |a - b| is near
+/// 100. The exact difference is head + tail in f32, and e^tail is
+/// 1 + tail to within 2^-37. Returns NaN when a or b is NaN.
+pub(crate) fn exp_difference(a: f32, b: f32) -> f32 {
+    let difference = a as f64 - b as f64;
+    let head = difference as f32;
+    let e = scalar_exp(head);
+    if !difference.is_finite() {
+        return e;
+    }
+    let tail = (difference - head as f64) as f32;
+    e + e * tail
+}
 
 fn check_shapes(name: &str, rows: usize, vocab: usize, logits: usize, targets: &[u32]) {
     assert_eq!(
@@ -86,15 +122,40 @@ pub(crate) fn row_loss(target_logit: f32, max: f32, sum: f32) -> f64 {
 }
 
 impl Kernels {
+    /// Returns the maximum of `row` and the sum of e^(x - max) over it. The
+    /// SIMD paths go in blocks of `gradient_block_len`, as the gradient
+    /// does, so both entry points return the same bits for the same row.
     fn row_max_sum(&self, row: &[f32]) -> (f32, f32) {
+        let block_len = gradient_block_len(row.len());
         match self.isa() {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => crate::x86::avx512::softmax_row_max_sum(row),
+            Isa::Avx512 => crate::x86::avx512::softmax_row_max_sum(row, block_len),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => crate::x86::avx2::softmax_row_max_sum(row),
+            Isa::Avx2 => crate::x86::avx2::softmax_row_max_sum(row, block_len),
             #[cfg(target_arch = "aarch64")]
-            Isa::Neon => crate::aarch64::neon::softmax_row_max_sum(row),
+            Isa::Neon => crate::aarch64::neon::softmax_row_max_sum(row, block_len),
             _ => scalar::row_max_sum(row),
+        }
+    }
+
+    /// Runs the first pass of the single-exponential gradient on a SIMD
+    /// path: writes e^(x - m_k) over block k of `row` (blocks of `block_len`),
+    /// stores m_k, the running maximum after block k, in `block_maxes[k]`,
+    /// and returns the row's maximum and sum of e^(x - max).
+    fn row_exp_sum(
+        &self,
+        row: &mut [f32],
+        block_len: usize,
+        block_maxes: &mut [f32; MAX_BLOCKS],
+    ) -> (f32, f32) {
+        match self.isa() {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => crate::x86::avx512::softmax_row_exp_sum(row, block_len, block_maxes),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => crate::x86::avx2::softmax_row_exp_sum(row, block_len, block_maxes),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => crate::aarch64::neon::softmax_row_exp_sum(row, block_len, block_maxes),
+            _ => unreachable!("the scalar path computes the gradient with two exponentials"),
         }
     }
 
@@ -124,21 +185,24 @@ impl Kernels {
         let mut loss = 0.0f64;
         for (row, &target) in logits.chunks_exact_mut(vocab.max(1)).zip(targets) {
             let target = target as usize;
-            let (max, sum) = self.row_max_sum(row);
-            loss += row_loss(row[target], max, sum);
-            match self.isa() {
-                #[cfg(target_arch = "x86_64")]
-                Isa::Avx512 => {
-                    crate::x86::avx512::softmax_row_gradient(row, target, max, sum, scale)
-                }
-                #[cfg(target_arch = "x86_64")]
-                Isa::Avx2 => crate::x86::avx2::softmax_row_gradient(row, target, max, sum, scale),
-                #[cfg(target_arch = "aarch64")]
-                Isa::Neon => {
-                    crate::aarch64::neon::softmax_row_gradient(row, target, max, sum, scale)
-                }
-                _ => scalar::row_gradient(row, target, max, sum, scale),
+            if self.isa() == Isa::Scalar {
+                let (max, sum) = scalar::row_max_sum(row);
+                loss += row_loss(row[target], max, sum);
+                scalar::row_gradient(row, target, max, sum, scale);
+                continue;
             }
+
+            let target_logit = row[target];
+            let block_len = gradient_block_len(vocab);
+            let mut block_maxes = [0.0f32; MAX_BLOCKS];
+            let (max, sum) = self.row_exp_sum(row, block_len, &mut block_maxes);
+            loss += row_loss(target_logit, max, sum);
+
+            let base = scale / sum;
+            for (block, &block_max) in row.chunks_mut(block_len).zip(&block_maxes) {
+                self.scale_in_place(block, exp_difference(block_max, max) * base);
+            }
+            row[target] -= scale;
         }
         loss
     }

@@ -27,7 +27,6 @@ use crate::activation::{
     LOG2_E, ROUND_MAGIC, TANH_CLAMP, scalar_exp,
 };
 use crate::packed_gemm::{PANEL, Tile, for_each_tile};
-use crate::softmax::BLOCK;
 use crate::{activation, dropout, embedding, lstm, vector};
 
 const LANES: usize = 4;
@@ -340,17 +339,17 @@ fn block_exp_sum(block: &[f32], max: f32) -> f32 {
     sum
 }
 
-pub(crate) fn softmax_row_max_sum(row: &[f32]) -> (f32, f32) {
+pub(crate) fn softmax_row_max_sum(row: &[f32], block_len: usize) -> (f32, f32) {
     // SAFETY: only a `Kernels` of `Isa::Neon` calls this, and its constructor checked
     // that this CPU has NEON.
-    unsafe { softmax_row_max_sum_neon(row) }
+    unsafe { softmax_row_max_sum_neon(row, block_len) }
 }
 
 #[target_feature(enable = "neon")]
-fn softmax_row_max_sum_neon(row: &[f32]) -> (f32, f32) {
+fn softmax_row_max_sum_neon(row: &[f32], block_len: usize) -> (f32, f32) {
     let mut m = f32::NEG_INFINITY;
     let mut s = 0.0f32;
-    for block in row.chunks(BLOCK) {
+    for block in row.chunks(block_len) {
         let block_max = block_max(block);
         // A NaN maximum also replaces m, so the NaN reaches the sum.
         if block_max > m || block_max.is_nan() || m.is_nan() {
@@ -362,24 +361,57 @@ fn softmax_row_max_sum_neon(row: &[f32]) -> (f32, f32) {
     (m, s)
 }
 
-pub(crate) fn softmax_row_gradient(row: &mut [f32], target: usize, max: f32, sum: f32, scale: f32) {
-    // SAFETY: only a `Kernels` of `Isa::Neon` calls this, and its constructor checked
-    // that this CPU has NEON.
-    unsafe { softmax_row_gradient_neon(row, target, max, sum, scale) }
+/// Writes e^(x - max) over `block` and returns their sum.
+#[target_feature(enable = "neon")]
+fn block_exp_sum_in_place(block: &mut [f32], max: f32) -> f32 {
+    let (whole, tail) = vectors_mut(block);
+    let max_v = vdupq_n_f32(max);
+    let mut acc = vdupq_n_f32(0.0);
+    for v in whole {
+        let e = exp(vsubq_f32(load(v), max_v));
+        acc = vaddq_f32(acc, e);
+        store(v, e);
+    }
+    let mut sum = vaddvq_f32(acc);
+    for x in tail {
+        *x = scalar_exp(*x - max);
+        sum += *x;
+    }
+    sum
 }
 
+pub(crate) fn softmax_row_exp_sum(
+    row: &mut [f32],
+    block_len: usize,
+    block_maxes: &mut [f32],
+) -> (f32, f32) {
+    // SAFETY: only a `Kernels` of `Isa::Neon` calls this, and its constructor checked
+    // that this CPU has NEON.
+    unsafe { softmax_row_exp_sum_neon(row, block_len, block_maxes) }
+}
+
+/// Computes the row maximum and sum as `softmax_row_max_sum_neon` does,
+/// and also writes e^(x - m) over each block and records m, the running
+/// maximum after the block, in `block_maxes`.
 #[target_feature(enable = "neon")]
-fn softmax_row_gradient_neon(row: &mut [f32], target: usize, max: f32, sum: f32, scale: f32) {
-    let factor = scale / sum;
-    let (whole, tail) = vectors_mut(row);
-    let max_v = vdupq_n_f32(max);
-    for v in whole {
-        store(v, vmulq_n_f32(exp(vsubq_f32(load(v), max_v)), factor));
+fn softmax_row_exp_sum_neon(
+    row: &mut [f32],
+    block_len: usize,
+    block_maxes: &mut [f32],
+) -> (f32, f32) {
+    let mut m = f32::NEG_INFINITY;
+    let mut s = 0.0f32;
+    for (block, running_max) in row.chunks_mut(block_len).zip(block_maxes) {
+        let block_max = block_max(block);
+        // A NaN maximum also replaces m, so the NaN reaches the sum.
+        if block_max > m || block_max.is_nan() || m.is_nan() {
+            s *= scalar_exp(m - block_max);
+            m = block_max;
+        }
+        *running_max = m;
+        s += block_exp_sum_in_place(block, m);
     }
-    for x in tail {
-        *x = scalar_exp(*x - max) * factor;
-    }
-    row[target] -= scale;
+    (m, s)
 }
 
 pub(crate) fn mul_in_place(x: &mut [f32], y: &[f32]) {

@@ -19,7 +19,6 @@ use crate::activation::{
     LN2_LO, LOG2_E, ROUND_MAGIC, TANH_CLAMP, scalar_exp,
 };
 use crate::packed_gemm::{PANEL, Tile, for_each_tile};
-use crate::softmax::BLOCK;
 use crate::{dropout, embedding, lstm, vector};
 
 const LANES: usize = 8;
@@ -310,10 +309,10 @@ fn lstm_backward_row_avx2(
     lstm::scalar::backward_row(hidden, full, gates, c_prev, tanh_c, dh, dc, dgates);
 }
 
-pub(crate) fn softmax_row_max_sum(row: &[f32]) -> (f32, f32) {
+pub(crate) fn softmax_row_max_sum(row: &[f32], block_len: usize) -> (f32, f32) {
     // SAFETY: reached only through a `Kernels` whose ISA is Avx2, which was
     // verified at construction.
-    unsafe { softmax_row_max_sum_avx2(row) }
+    unsafe { softmax_row_max_sum_avx2(row, block_len) }
 }
 
 /// The blocked online algorithm of `softmax::scalar::row_max_sum`, with the
@@ -324,10 +323,10 @@ pub(crate) fn softmax_row_max_sum(row: &[f32]) -> (f32, f32) {
 /// e^(NaN - m), so the sum, the row's loss and its gradient are NaN, as on
 /// the scalar path.
 #[target_feature(enable = "avx2,fma")]
-fn softmax_row_max_sum_avx2(row: &[f32]) -> (f32, f32) {
+fn softmax_row_max_sum_avx2(row: &[f32], block_len: usize) -> (f32, f32) {
     let mut m = f32::NEG_INFINITY;
     let mut s = 0.0f32;
-    for block in row.chunks(BLOCK) {
+    for block in row.chunks(block_len) {
         let full = vector_part(block.len());
         let (vectors, tail) = block.split_at(full);
 
@@ -357,26 +356,58 @@ fn softmax_row_max_sum_avx2(row: &[f32]) -> (f32, f32) {
     (m, s)
 }
 
-pub(crate) fn softmax_row_gradient(row: &mut [f32], target: usize, max: f32, sum: f32, scale: f32) {
+pub(crate) fn softmax_row_exp_sum(
+    row: &mut [f32],
+    block_len: usize,
+    block_maxes: &mut [f32],
+) -> (f32, f32) {
     // SAFETY: reached only through a `Kernels` whose ISA is Avx2, which was
     // verified at construction.
-    unsafe { softmax_row_gradient_avx2(row, target, max, sum, scale) }
+    unsafe { softmax_row_exp_sum_avx2(row, block_len, block_maxes) }
 }
 
+/// Computes the row maximum and sum as `softmax_row_max_sum_avx2` does,
+/// and also writes e^(x - m) over each block and records m, the running
+/// maximum after the block, in `block_maxes`.
 #[target_feature(enable = "avx2,fma")]
-fn softmax_row_gradient_avx2(row: &mut [f32], target: usize, max: f32, sum: f32, scale: f32) {
-    let factor = scale / sum;
-    let factor_lanes = splat(factor);
-    let max_lanes = splat(max);
-    let mut chunks = row.chunks_exact_mut(LANES);
-    for chunk in &mut chunks {
-        let e = exp(_mm256_sub_ps(load(chunk, 0), max_lanes));
-        store(chunk, 0, _mm256_mul_ps(e, factor_lanes));
+fn softmax_row_exp_sum_avx2(
+    row: &mut [f32],
+    block_len: usize,
+    block_maxes: &mut [f32],
+) -> (f32, f32) {
+    let mut m = f32::NEG_INFINITY;
+    let mut s = 0.0f32;
+    for (block, running_max) in row.chunks_mut(block_len).zip(block_maxes) {
+        let full = vector_part(block.len());
+
+        let mut lanes_max = splat(f32::NEG_INFINITY);
+        for at in (0..full).step_by(LANES) {
+            lanes_max = _mm256_max_ps(lanes_max, load(block, at));
+        }
+        let mut block_max = horizontal_max(lanes_max);
+        for &x in &block[full..] {
+            block_max = block_max.max(x);
+        }
+        if block_max > m {
+            s *= scalar_exp(m - block_max);
+            m = block_max;
+        }
+        *running_max = m;
+
+        let max = splat(m);
+        let mut lanes_sum = _mm256_setzero_ps();
+        for at in (0..full).step_by(LANES) {
+            let e = exp(_mm256_sub_ps(load(block, at), max));
+            lanes_sum = _mm256_add_ps(lanes_sum, e);
+            store(block, at, e);
+        }
+        s += horizontal_sum(lanes_sum);
+        for x in &mut block[full..] {
+            *x = scalar_exp(*x - m);
+            s += *x;
+        }
     }
-    for x in chunks.into_remainder() {
-        *x = scalar_exp(*x - max) * factor;
-    }
-    row[target] -= scale;
+    (m, s)
 }
 
 pub(crate) fn mul_in_place(x: &mut [f32], y: &[f32]) {

@@ -18,7 +18,6 @@ use crate::activation::{
     LOG2_E, ROUND_MAGIC, TANH_CLAMP, scalar_exp,
 };
 use crate::packed_gemm::{PANEL, Tile, for_each_tile};
-use crate::softmax::BLOCK;
 
 const LANES: usize = 16;
 
@@ -309,10 +308,26 @@ fn lstm_backward_row_avx512(
     }
 }
 
-pub(crate) fn softmax_row_max_sum(row: &[f32]) -> (f32, f32) {
+/// Prefetches into L1 the cache line `block.len()` elements past `cols`,
+/// which is in the next block of the row or, from the last block, in the
+/// next row of the logits.
+///
+/// The max pass of a block reads it from memory and the exponential pass
+/// then works from L1, so without this the two phases alternate between
+/// waiting for memory and computing. One line per 16 columns covers the
+/// next block in step with the exponentials. A prefetch never faults, so
+/// lines past the end of the logits are harmless.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn prefetch_next_block(block: &[f32], cols: Cols) {
+    let ahead = block.as_ptr().wrapping_add(block.len() + cols.at);
+    _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
+}
+
+pub(crate) fn softmax_row_max_sum(row: &[f32], block_len: usize) -> (f32, f32) {
     // SAFETY: reached only through a `Kernels` whose ISA is Avx512, which was
     // verified at construction.
-    unsafe { softmax_row_max_sum_avx512(row) }
+    unsafe { softmax_row_max_sum_avx512(row, block_len) }
 }
 
 /// The blocked online algorithm of `softmax::scalar::row_max_sum`, with the
@@ -322,10 +337,10 @@ pub(crate) fn softmax_row_max_sum(row: &[f32]) -> (f32, f32) {
 /// has one. The NaN still reaches the sum through e^(NaN - m), so the sum,
 /// the row's loss and its gradient are NaN, as on the scalar path.
 #[target_feature(enable = "avx512f")]
-fn softmax_row_max_sum_avx512(row: &[f32]) -> (f32, f32) {
+fn softmax_row_max_sum_avx512(row: &[f32], block_len: usize) -> (f32, f32) {
     let mut m = f32::NEG_INFINITY;
     let mut s = 0.0f32;
-    for block in row.chunks(BLOCK) {
+    for block in row.chunks(block_len) {
         let mut block_max = splat(f32::NEG_INFINITY);
         for cols in runs(block.len()) {
             block_max = _mm512_mask_max_ps(block_max, cols.mask(), block_max, cols.load(block, 0));
@@ -339,6 +354,7 @@ fn softmax_row_max_sum_avx512(row: &[f32]) -> (f32, f32) {
         let max = splat(m);
         let mut block_sum = _mm512_setzero_ps();
         for cols in runs(block.len()) {
+            prefetch_next_block(block, cols);
             let e = exp(_mm512_sub_ps(cols.load(block, 0), max));
             block_sum = _mm512_mask_add_ps(block_sum, cols.mask(), block_sum, e);
         }
@@ -347,21 +363,50 @@ fn softmax_row_max_sum_avx512(row: &[f32]) -> (f32, f32) {
     (m, s)
 }
 
-pub(crate) fn softmax_row_gradient(row: &mut [f32], target: usize, max: f32, sum: f32, scale: f32) {
+pub(crate) fn softmax_row_exp_sum(
+    row: &mut [f32],
+    block_len: usize,
+    block_maxes: &mut [f32],
+) -> (f32, f32) {
     // SAFETY: reached only through a `Kernels` whose ISA is Avx512, which was
     // verified at construction.
-    unsafe { softmax_row_gradient_avx512(row, target, max, sum, scale) }
+    unsafe { softmax_row_exp_sum_avx512(row, block_len, block_maxes) }
 }
 
+/// Computes the row maximum and sum as `softmax_row_max_sum_avx512` does,
+/// and also writes e^(x - m) over each block and records m, the running
+/// maximum after the block, in `block_maxes`.
 #[target_feature(enable = "avx512f")]
-fn softmax_row_gradient_avx512(row: &mut [f32], target: usize, max: f32, sum: f32, scale: f32) {
-    let factor = splat(scale / sum);
-    let max = splat(max);
-    for cols in runs(row.len()) {
-        let e = exp(_mm512_sub_ps(cols.load(row, 0), max));
-        cols.store(row, 0, _mm512_mul_ps(e, factor));
+fn softmax_row_exp_sum_avx512(
+    row: &mut [f32],
+    block_len: usize,
+    block_maxes: &mut [f32],
+) -> (f32, f32) {
+    let mut m = f32::NEG_INFINITY;
+    let mut s = 0.0f32;
+    for (block, running_max) in row.chunks_mut(block_len).zip(block_maxes) {
+        let mut block_max = splat(f32::NEG_INFINITY);
+        for cols in runs(block.len()) {
+            block_max = _mm512_mask_max_ps(block_max, cols.mask(), block_max, cols.load(block, 0));
+        }
+        let block_max = _mm512_reduce_max_ps(block_max);
+        if block_max > m {
+            s *= scalar_exp(m - block_max);
+            m = block_max;
+        }
+        *running_max = m;
+
+        let max = splat(m);
+        let mut block_sum = _mm512_setzero_ps();
+        for cols in runs(block.len()) {
+            prefetch_next_block(block, cols);
+            let e = exp(_mm512_sub_ps(cols.load(block, 0), max));
+            block_sum = _mm512_mask_add_ps(block_sum, cols.mask(), block_sum, e);
+            cols.store(block, 0, e);
+        }
+        s += _mm512_reduce_add_ps(block_sum);
     }
-    row[target] -= scale;
+    (m, s)
 }
 
 pub(crate) fn mul_in_place(x: &mut [f32], y: &[f32]) {

@@ -16,10 +16,12 @@ const ROWS: usize = 3;
 /// changes the loss by about 1e-4.
 const LOSS_TOLERANCE: f64 = 2e-6;
 
-/// Max relative error of one gradient element against f64. The kernel
-/// rounds x - max to f32 before e^(x - max); for |x - max| below 104 (past
-/// that the term underflows) this costs up to 3.8e-6 relative, to which the
-/// error of the sum and a few roundings add.
+/// Max relative error of one gradient element against f64. The scalar path
+/// rounds x - max to f32 before e^(x - max), and the SIMD paths round
+/// x - m_k, with m_k the running maximum after the element's block, before
+/// e^(x - m_k). For differences below 104 (past that the term underflows)
+/// this costs up to 3.8e-6 relative, to which the error of the sum and a
+/// few roundings add. The SIMD paths take m_k - max exactly.
 const GRADIENT_RELATIVE_TOLERANCE: f64 = 6e-6;
 
 struct Reference {
@@ -228,6 +230,29 @@ fn softmax_rescales_when_max_rises() {
         for kernels in paths() {
             check_case(&kernels, &case, "monotone logits");
         }
+    }
+}
+
+#[test]
+fn softmax_long_rows_use_longer_blocks() {
+    // Past 64 blocks of 2048 columns the SIMD paths lengthen their blocks,
+    // so a row of 200 003 columns has 64 blocks of 3126 and a short last
+    // one. Rising logits make every block raise the running maximum.
+    let vocab = 200_003;
+    let rising: Vec<f32> = (0..vocab).map(|j| j as f32 * 1e-3 - 150.0).collect();
+    let mut falling = rising.clone();
+    falling.reverse();
+    let mut logits = rising.clone();
+    logits.extend_from_slice(&falling);
+    logits.extend(uniform_vec(&mut rng(7), vocab, -10.0, 10.0));
+    let case = Case {
+        vocab,
+        logits,
+        targets: vec![(vocab - 1) as u32, 5, 100_000],
+        scale: 0.5,
+    };
+    for kernels in paths() {
+        check_case(&kernels, &case, "long rows");
     }
 }
 
