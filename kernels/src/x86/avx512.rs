@@ -135,30 +135,48 @@ fn tanh(x: __m512) -> __m512 {
     let (n, r) = reduce(_mm512_mul_ps(splat(-2.0), a));
     // n is in -26..=0 here, so 2^n is a normal f32.
     let scale = _mm512_scalef_ps(splat(1.0), n);
-    let em1 = _mm512_fmadd_ps(scale, expm1_reduced(r), _mm512_sub_ps(scale, splat(1.0)));
+    // -expm1(-2a), so that tanh(a) = minus_em1 / (2 - minus_em1) needs no
+    // negation. It is in [0, 1), so the quotient has a clear sign bit.
+    let minus_em1 = _mm512_fnmsub_ps(scale, expm1_reduced(r), _mm512_sub_ps(scale, splat(1.0)));
     // A division, not a reciprocal estimate and a Newton step: on one Zen 4
     // core the divider runs beside the FMA pipes, and sigmoid_in_place
     // took 20% longer with _mm512_rcp14_ps, an FMA correction and the
     // compare that +inf needs.
-    let t = _mm512_div_ps(
-        _mm512_sub_ps(_mm512_setzero_ps(), em1),
-        _mm512_add_ps(splat(2.0), em1),
-    );
+    let t = _mm512_div_ps(minus_em1, _mm512_sub_ps(splat(2.0), minus_em1));
 
-    // Give |t| the sign of x (copysign); AVX-512F has bit operations on
-    // integer vectors only.
+    // copysign(t, x) in one bitwise select: the sign bit from x, the other
+    // bits from t (imm 0xCA is "a ? b : c" bit by bit).
     let sign = _mm512_set1_epi32(i32::MIN);
-    let magnitude = _mm512_castps_si512(_mm512_abs_ps(t));
-    let x_sign = _mm512_and_si512(_mm512_castps_si512(x), sign);
-    _mm512_castsi512_ps(_mm512_or_si512(magnitude, x_sign))
+    _mm512_castsi512_ps(_mm512_ternarylogic_epi32::<0xCA>(
+        sign,
+        _mm512_castps_si512(x),
+        _mm512_castps_si512(t),
+    ))
 }
 
 /// 1 / (1 + e^-x) lane-wise.
 #[inline]
 #[target_feature(enable = "avx512f")]
 fn sigmoid(x: __m512) -> __m512 {
-    let e = exp(_mm512_sub_ps(_mm512_setzero_ps(), x));
+    let e = exp_negated(x);
     _mm512_div_ps(splat(1.0), _mm512_add_ps(splat(1.0), e))
+}
+
+/// e^-x lane-wise, as `exp` computes e^y for y = -x but without the
+/// negation: the clamps are mirrored and the reduction uses -x in its
+/// fused multiply-adds.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn exp_negated(x: __m512) -> __m512 {
+    // As in `exp`, a NaN lane passes both clamps.
+    let x = _mm512_max_ps(splat(-EXP_MAX_INPUT), x);
+    let x = _mm512_min_ps(splat(-EXP_MIN_INPUT), x);
+    let magic = splat(ROUND_MAGIC);
+    let n = _mm512_sub_ps(_mm512_fnmadd_ps(x, splat(LOG2_E), magic), magic);
+    let r = _mm512_fnmsub_ps(n, splat(LN2_HI), x);
+    let r = _mm512_fnmadd_ps(n, splat(LN2_LO), r);
+    let p = _mm512_add_ps(splat(1.0), expm1_reduced(r));
+    _mm512_scalef_ps(p, n)
 }
 
 pub(crate) fn exp_in_place(x: &mut [f32]) {
