@@ -80,10 +80,10 @@ pub const MIN_ROWS_FOR_ROW_SPLIT: usize = 16;
 /// `scratch` holds at least `rows * 4H` floats; its contents on entry do
 /// not matter, and it is used only when the step splits by columns.
 ///
-/// The row split gives the same bits on any thread count. The column split
-/// (several threads, fewer than [`MIN_ROWS_FOR_ROW_SPLIT`] rows) adds the
-/// product to the gates after summing it rather than summing into them,
-/// which differs by rounding.
+/// Steps of fewer than [`MIN_ROWS_FOR_ROW_SPLIT`] rows take the column
+/// path on one thread too, so that every thread count gives the same bits.
+/// (The column path adds the product to the gates after summing it, where
+/// the row path sums into them, which differs by rounding.)
 ///
 /// When profiling, the cell's time on the calling thread counts as
 /// [`Phase::LstmCell`] and the rest of the step's wall time as
@@ -99,7 +99,7 @@ pub fn forward_step(
     let start = Instant::now();
     let rows = step.rows(hidden);
     let panels = (4 * hidden).div_ceil(PANEL);
-    if cx.threads >= 2 && rows < MIN_ROWS_FOR_ROW_SPLIT && panels >= 2 {
+    if rows < MIN_ROWS_FOR_ROW_SPLIT && panels >= 2 {
         let cell = forward_by_columns(cx, hidden, packed_wh, bias, scratch, step);
         record(cx, start.elapsed(), cell);
         return;
@@ -204,8 +204,9 @@ impl RowBlock for Columns<'_> {
 }
 
 /// The column-split forward step (see the module documentation): two
-/// threads each compute half of the product's columns into `scratch`, then
-/// the rows are split to add them to the gates and run the cell.
+/// threads, or one after the other, compute the two halves of the product's
+/// columns into `scratch`, then the rows are split to add them to the gates
+/// and run the cell.
 fn forward_by_columns(
     cx: Compute,
     hidden: usize,
@@ -222,20 +223,16 @@ fn forward_by_columns(
     let (left_wh, right_wh) = packed_wh.split_at(hidden * left_cols);
     let (left, right) = scratch[..rows * gates].split_at_mut(rows * left_cols);
     let h_prev = step.h_prev;
-    rayon::join(
-        || k.gemm_packed(rows, hidden, left_cols, h_prev, left_wh, left, false),
-        || {
-            k.gemm_packed(
-                rows,
-                hidden,
-                gates - left_cols,
-                h_prev,
-                right_wh,
-                right,
-                false,
-            )
-        },
-    );
+    let right_cols = gates - left_cols;
+    let mut left_product = || k.gemm_packed(rows, hidden, left_cols, h_prev, left_wh, left, false);
+    let mut right_product =
+        || k.gemm_packed(rows, hidden, right_cols, h_prev, right_wh, right, false);
+    if cx.threads >= 2 {
+        rayon::join(left_product, right_product);
+    } else {
+        left_product();
+        right_product();
+    }
 
     let block = Columns {
         step,
@@ -251,7 +248,6 @@ fn forward_by_columns(
             left_cols,
         } = block;
         let rows = step.rows(hidden);
-        let right_cols = gates - left_cols;
         for (r, gates_row) in step.gates.chunks_exact_mut(gates).enumerate() {
             let (gates_left, gates_right) = gates_row.split_at_mut(left_cols);
             k.add_in_place(gates_left, &left[r * left_cols..(r + 1) * left_cols]);
@@ -487,40 +483,45 @@ mod tests {
     }
 
     /// With fewer rows than `MIN_ROWS_FOR_ROW_SPLIT` the product splits by
-    /// columns. Its result differs from the one-thread path only by the
-    /// rounding of one extra addition per gate.
+    /// columns, on any thread count. Checked against the row path's result,
+    /// from which it differs only by the rounding of one extra addition per
+    /// gate, and for identical bits across thread counts.
     #[test]
-    fn forward_step_split_by_columns_matches_one_thread() {
+    fn forward_step_split_by_columns_matches_the_row_path() {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(3)
             .build()
             .unwrap();
         let rows = 10;
-        assert!(rows < MIN_ROWS_FOR_ROW_SPLIT);
+        assert!(rows < MIN_ROWS_FOR_ROW_SPLIT && ROWS >= MIN_ROWS_FOR_ROW_SPLIT);
         let one = run_forward(1, rows, &pool);
-        let two = run_forward(2, rows, &pool);
-        let three = run_forward(3, rows, &pool);
+        // The same inputs on more rows take the row path. `values` depends
+        // only on the position, so the first `rows` rows are the same.
+        let by_rows = run_forward(1, ROWS, &pool);
         // Pre-activations are sums of 25 terms below 1 in magnitude; one
         // extra rounding of a value below 32 moves it by at most 2^-19, and
         // the activations and the cell update pass that on shrunk or kept.
         let tolerance = 1e-5;
-        for (name, a, b) in [
-            ("gates", &one.gates, &two.gates),
-            ("c", &one.c, &two.c),
-            ("h", &one.h, &two.h),
-            ("tanh_c", &one.tanh_c, &two.tanh_c),
+        for (name, a, b, width) in [
+            ("gates", &one.gates, &by_rows.gates, 4 * HIDDEN),
+            ("c", &one.c, &by_rows.c, HIDDEN),
+            ("h", &one.h, &by_rows.h, HIDDEN),
+            ("tanh_c", &one.tanh_c, &by_rows.tanh_c, HIDDEN),
         ] {
-            for (at, (x, y)) in a.iter().zip(b).enumerate() {
+            for (at, (x, y)) in a.iter().zip(&b[..rows * width]).enumerate() {
                 assert!(
                     (x - y).abs() <= tolerance,
-                    "{name}[{at}]: {x} on 1 thread, {y} on 2"
+                    "{name}[{at}]: {x} by columns, {y} by rows"
                 );
             }
         }
-        // The column split and the later row split are the same on 2 and 3
-        // threads.
-        assert_eq!(two.h, three.h);
-        assert_eq!(two.c, three.c);
+        for threads in [2, 3] {
+            let many = run_forward(threads, rows, &pool);
+            assert_eq!(one.gates, many.gates, "gates, {threads} threads");
+            assert_eq!(one.c, many.c, "c, {threads} threads");
+            assert_eq!(one.h, many.h, "h, {threads} threads");
+            assert_eq!(one.tanh_c, many.tanh_c, "tanh_c, {threads} threads");
+        }
     }
 
     #[test]
