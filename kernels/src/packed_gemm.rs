@@ -181,24 +181,62 @@ impl Kernels {
     /// When `b.len() != k * n` or `packed.len() != packed_len(k, n)`.
     pub fn pack_b(&self, k: usize, n: usize, b: &[f32], transposed: bool, packed: &mut [f32]) {
         assert_eq!(
-            b.len(),
-            k * n,
-            "pack_b: b has {} elements, expected K x N = {k} x {n} = {}",
-            b.len(),
-            k * n
-        );
-        assert_eq!(
             packed.len(),
             packed_len(k, n),
             "pack_b: packed has {} elements, expected packed_len({k}, {n}) = {}",
             packed.len(),
             packed_len(k, n)
         );
+        self.pack_b_panels(k, n, b, transposed, 0, packed);
+    }
+
+    /// Packs some of the panels of [`Kernels::pack_b`]: those from
+    /// `first_panel` on, as many as `packed` holds, into `packed`. So the
+    /// panels of one matrix can be packed by several threads, each into its
+    /// own contiguous part of the packed buffer.
+    ///
+    /// - `b`: all of B or B^T, as for `pack_b`.
+    /// - `packed`: a whole number of panels, `k * PANEL` floats each, all
+    ///   overwritten with panels `first_panel..` of the packed form.
+    ///
+    /// # Panics
+    /// When `b.len() != k * n`, `packed` is not a whole number of panels, or
+    /// the panels run past the last panel of B.
+    pub fn pack_b_panels(
+        &self,
+        k: usize,
+        n: usize,
+        b: &[f32],
+        transposed: bool,
+        first_panel: usize,
+        packed: &mut [f32],
+    ) {
+        assert_eq!(
+            b.len(),
+            k * n,
+            "pack_b: b has {} elements, expected K x N = {k} x {n} = {}",
+            b.len(),
+            k * n
+        );
         if k == 0 {
             return;
         }
+        let panel_len = k * PANEL;
+        assert!(
+            packed.len().is_multiple_of(panel_len),
+            "pack_b_panels: packed has {} elements, not a whole number of panels of K x {PANEL} = {panel_len}",
+            packed.len()
+        );
+        let panels = packed.len() / panel_len;
+        assert!(
+            first_panel + panels <= n.div_ceil(PANEL),
+            "pack_b_panels: panels {first_panel}..{} run past the {} panels of N = {n}",
+            first_panel + panels,
+            n.div_ceil(PANEL)
+        );
 
-        for (p, panel) in packed.chunks_exact_mut(k * PANEL).enumerate() {
+        for (at, panel) in packed.chunks_exact_mut(panel_len).enumerate() {
+            let p = first_panel + at;
             let col0 = p * PANEL;
             let cols = PANEL.min(n - col0);
             let rows = panel.chunks_exact_mut(PANEL);

@@ -8,7 +8,7 @@
 
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
-use rnnlm_kernels::Kernels;
+use rnnlm_kernels::{Kernels, PANEL};
 
 /// Output columns or rows are split at multiples of this, so each thread's
 /// share starts on a whole AVX-512 vector of f32.
@@ -106,6 +106,77 @@ fn aligned_split(len: usize, part: usize, whole: usize) -> usize {
     }
 }
 
+/// Packs B for `Kernels::gemm_packed`, as `Kernels::pack_b` does, with its
+/// panels split across up to `threads` threads. Each thread writes its own
+/// contiguous run of panels, so the result is the same on any thread count.
+pub fn pack_b(
+    threads: usize,
+    kernels: Kernels,
+    k: usize,
+    n: usize,
+    b: &[f32],
+    transposed: bool,
+    packed: &mut [f32],
+) {
+    let panels = n.div_ceil(PANEL);
+    if threads <= 1 || panels < 2 || k == 0 {
+        kernels.pack_b(k, n, b, transposed, packed);
+        return;
+    }
+    // The kernel's checks of each part cover a buffer of the wrong length.
+    pack_panels(threads, kernels, k, n, b, transposed, 0, packed);
+}
+
+/// Packs the panels from `first_panel` on that `packed` holds, on up to
+/// `threads` threads.
+#[allow(clippy::too_many_arguments)]
+fn pack_panels(
+    threads: usize,
+    kernels: Kernels,
+    k: usize,
+    n: usize,
+    b: &[f32],
+    transposed: bool,
+    first_panel: usize,
+    packed: &mut [f32],
+) {
+    let panels = packed.len() / (k * PANEL);
+    if threads <= 1 || panels < 2 {
+        kernels.pack_b_panels(k, n, b, transposed, first_panel, packed);
+        return;
+    }
+    let left_threads = threads / 2;
+    let left_panels = panels * left_threads / threads;
+    let (left, right) = packed.split_at_mut(left_panels * k * PANEL);
+    rayon::join(
+        || {
+            pack_panels(
+                left_threads,
+                kernels,
+                k,
+                n,
+                b,
+                transposed,
+                first_panel,
+                left,
+            )
+        },
+        || {
+            let first = first_panel + left_panels;
+            pack_panels(
+                threads - left_threads,
+                kernels,
+                k,
+                n,
+                b,
+                transposed,
+                first,
+                right,
+            )
+        },
+    );
+}
+
 /// Fewest rows a product or an LSTM step splits across threads: below 4
 /// rows a thread's share is too small to pay for waking it.
 pub const MIN_SPLIT_ROWS: usize = 8;
@@ -154,6 +225,31 @@ pub fn gemm_packed_add(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rnnlm_kernels::packed_len;
+
+    #[test]
+    fn pack_b_on_threads_matches_one_thread() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        let kernels = Kernels::process();
+        for &(k, n) in &[(1, 1), (7, 33), (65, 260), (30, 1000)] {
+            let b: Vec<f32> = (0..k * n).map(|i| i as f32).collect();
+            for transposed in [false, true] {
+                let mut one = vec![f32::NAN; packed_len(k, n)];
+                kernels.pack_b(k, n, &b, transposed, &mut one);
+                for threads in [2, 3] {
+                    let mut many = vec![f32::NAN; packed_len(k, n)];
+                    pool.install(|| pack_b(threads, kernels, k, n, &b, transposed, &mut many));
+                    assert_eq!(
+                        one, many,
+                        "K = {k}, N = {n}, transposed {transposed}, {threads} threads"
+                    );
+                }
+            }
+        }
+    }
 
     fn naive(m: usize, k: usize, n: usize, a: &[f32], b: &[f32]) -> Vec<f64> {
         let mut c = vec![0.0f64; m * n];

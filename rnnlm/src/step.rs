@@ -9,7 +9,7 @@ use faer::Accum;
 use rayon::prelude::*;
 use rnnlm_kernels::{DropoutRng, Kernels, packed_len};
 
-use crate::matmul::{gemm, view, view_mut};
+use crate::matmul::{gemm, pack_b, view, view_mut};
 use crate::model::Model;
 use crate::profile::{Phase, Profiler};
 use crate::recurrence::{BackwardStep, ForwardStep, backward_step, forward_step};
@@ -143,7 +143,7 @@ pub fn forward(
         let wh = &params[ranges.wh.clone()];
         let packed_wh = &mut ws.packed_wh[..packed_len(hidden, 4 * hidden)];
         cx.time(Phase::RecurrentProducts, || {
-            k.pack_b(hidden, 4 * hidden, wh, false, packed_wh)
+            pack_b(cx.threads, k, hidden, 4 * hidden, wh, false, packed_wh)
         });
         let bias = &params[ranges.bias.clone()];
         let state = batch * hidden;
@@ -341,7 +341,7 @@ pub fn backward(
         let wh = &params[ranges.wh.clone()];
         let packed_wh_t = &mut ws.packed_wh[..packed_len(4 * hidden, hidden)];
         cx.time(Phase::RecurrentProducts, || {
-            k.pack_b(4 * hidden, hidden, wh, true, packed_wh_t)
+            pack_b(cx.threads, k, 4 * hidden, hidden, wh, true, packed_wh_t)
         });
 
         // Through time, last step first: dh_t gets dgates_{t+1} Wh^T from the

@@ -197,6 +197,41 @@ fn gemm_packed_matches_f64_at_lstm_step_sizes() {
 }
 
 #[test]
+fn pack_b_panels_in_pieces_match_pack_b() {
+    for kernels in paths() {
+        for &(k, n) in &[(3, 70), (5, 64), (33, 650)] {
+            let (b, b_t) = matrix_and_transpose((k * n) as u64, k, n);
+            for (transposed, source) in [(false, &b), (true, &b_t)] {
+                let whole = pack(&kernels, k, n, source, transposed);
+                let mut pieces = vec![f32::NAN; whole.len()];
+                let panels = n.div_ceil(PANEL);
+                // Pieces of 1, then 2, then the rest of the panels.
+                let (first, rest) = pieces.split_at_mut(k * PANEL);
+                let (second, third) = rest.split_at_mut(2 * k * PANEL);
+                kernels.pack_b_panels(k, n, source, transposed, 0, first);
+                kernels.pack_b_panels(k, n, source, transposed, 1, second);
+                kernels.pack_b_panels(k, n, source, transposed, 3, third);
+                assert_eq!(third.len(), (panels - 3) * k * PANEL);
+                assert!(
+                    whole
+                        .iter()
+                        .zip(&pieces)
+                        .all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "{}: K = {k}, N = {n}, transposed = {transposed}",
+                    kernels.isa()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "pack_b_panels: panels 2..4 run past the 3 panels of N = 48")]
+fn pack_b_panels_rejects_panels_past_the_end() {
+    Kernels::scalar().pack_b_panels(2, 48, &[0.0; 96], false, 2, &mut [0.0; 64]);
+}
+
+#[test]
 fn gemm_packed_matches_f64_across_row_blocks() {
     for kernels in paths() {
         // A of 450 x 650 and of 61 x 2600 floats exceeds the 512 KiB row
