@@ -6,16 +6,15 @@
 //! the fused cell for the same rows. A step costs one fork-join, and the
 //! cell reads gate values from the cache of the core that just wrote them.
 //!
-//! A forward step with few rows, as in evaluation (B = 10), splits its
-//! product by columns instead: each thread multiplies all rows by its half
-//! of the packed Wh into a scratch buffer, then the rows are split again to
-//! add those halves to the gates and run the cell. That costs a second
-//! fork-join, but each thread reads half of Wh (3.4 MB at H = 650) instead
-//! of all of it, and runs tiles of all the rows instead of half of them.
+//! Evaluation runs B = 10, so two threads get 5 rows each, half the
+//! AVX-512 kernel's 10-row tile, and each reads all of the packed Wh. A
+//! column split was tried for such steps (each thread all rows times half
+//! of Wh, then a row split to add the halves and run the cell). It needs a
+//! second fork-join and a scratch buffer, and it evaluated at 6,660-6,740
+//! tokens/s against 6,770-6,860 for this row split (`engine --mode eval
+//! --threads 2`, alternating runs on 2 Zen 4 cores), so it was removed.
 
 use std::time::{Duration, Instant};
-
-use rnnlm_kernels::PANEL;
 
 use crate::matmul::MIN_SPLIT_ROWS;
 use crate::profile::Phase;
@@ -70,20 +69,8 @@ impl RowBlock for ForwardStep<'_> {
     }
 }
 
-/// Fewest rows for which a forward step on several threads splits its rows
-/// rather than the columns of its product. Below it a thread's share of
-/// rows is shorter than the 10-row register tile of the AVX-512 product.
-pub const MIN_ROWS_FOR_ROW_SPLIT: usize = 16;
-
 /// Runs one forward step: `gates += h_prev Wh`, then the fused cell with
 /// `bias`. `packed_wh` is Wh `(H, 4H)` packed by `Kernels::pack_b`.
-/// `scratch` holds at least `rows * 4H` floats; its contents on entry do
-/// not matter, and it is used only when the step splits by columns.
-///
-/// Steps of fewer than [`MIN_ROWS_FOR_ROW_SPLIT`] rows take the column
-/// path on one thread too, so that every thread count gives the same bits.
-/// (The column path adds the product to the gates after summing it, where
-/// the row path sums into them, which differs by rounding.)
 ///
 /// When profiling, the cell's time on the calling thread counts as
 /// [`Phase::LstmCell`] and the rest of the step's wall time as
@@ -93,17 +80,9 @@ pub fn forward_step(
     hidden: usize,
     packed_wh: &[f32],
     bias: &[f32],
-    scratch: &mut [f32],
     step: ForwardStep<'_>,
 ) {
     let start = Instant::now();
-    let rows = step.rows(hidden);
-    let panels = (4 * hidden).div_ceil(PANEL);
-    if rows < MIN_ROWS_FOR_ROW_SPLIT && panels >= 2 {
-        let cell = forward_by_columns(cx, hidden, packed_wh, bias, scratch, step);
-        record(cx, start.elapsed(), cell);
-        return;
-    }
     let cell = split_rows(cx.threads, hidden, step, &|step: ForwardStep| {
         let (k, rows) = (cx.kernels, step.rows(hidden));
         k.gemm_packed(
@@ -164,108 +143,6 @@ fn cell_time(cx: Compute, work: impl FnOnce()) -> Duration {
     let start = cx.profiler.map(|_| Instant::now());
     work();
     start.map_or(Duration::ZERO, |start| start.elapsed())
-}
-
-/// A forward step whose product was computed into two column halves.
-struct Columns<'a> {
-    step: ForwardStep<'a>,
-    /// `(rows, left_cols)` and `(rows, 4H - left_cols)`: h_prev Wh, left and
-    /// right of column `left_cols`.
-    left: &'a [f32],
-    right: &'a [f32],
-    left_cols: usize,
-}
-
-impl RowBlock for Columns<'_> {
-    fn rows(&self, hidden: usize) -> usize {
-        self.step.rows(hidden)
-    }
-
-    fn split(self, rows: usize, hidden: usize) -> (Self, Self) {
-        let right_cols = 4 * hidden - self.left_cols;
-        let (step_top, step_bottom) = self.step.split(rows, hidden);
-        let (left_top, left_bottom) = self.left.split_at(rows * self.left_cols);
-        let (right_top, right_bottom) = self.right.split_at(rows * right_cols);
-        (
-            Columns {
-                step: step_top,
-                left: left_top,
-                right: right_top,
-                left_cols: self.left_cols,
-            },
-            Columns {
-                step: step_bottom,
-                left: left_bottom,
-                right: right_bottom,
-                left_cols: self.left_cols,
-            },
-        )
-    }
-}
-
-/// The column-split forward step (see the module documentation): two
-/// threads, or one after the other, compute the two halves of the product's
-/// columns into `scratch`, then the rows are split to add them to the gates
-/// and run the cell.
-fn forward_by_columns(
-    cx: Compute,
-    hidden: usize,
-    packed_wh: &[f32],
-    bias: &[f32],
-    scratch: &mut [f32],
-    step: ForwardStep<'_>,
-) -> Duration {
-    let k = cx.kernels;
-    let (rows, gates) = (step.rows(hidden), 4 * hidden);
-    // Packed panels are contiguous, so the first half of them is itself a
-    // packed matrix of `left_cols` columns, and the rest one of the others.
-    let left_cols = gates.div_ceil(PANEL) / 2 * PANEL;
-    let (left_wh, right_wh) = packed_wh.split_at(hidden * left_cols);
-    let (left, right) = scratch[..rows * gates].split_at_mut(rows * left_cols);
-    let h_prev = step.h_prev;
-    let right_cols = gates - left_cols;
-    let mut left_product = || k.gemm_packed(rows, hidden, left_cols, h_prev, left_wh, left, false);
-    let mut right_product =
-        || k.gemm_packed(rows, hidden, right_cols, h_prev, right_wh, right, false);
-    if cx.threads >= 2 {
-        rayon::join(left_product, right_product);
-    } else {
-        left_product();
-        right_product();
-    }
-
-    let block = Columns {
-        step,
-        left,
-        right,
-        left_cols,
-    };
-    split_rows(cx.threads, hidden, block, &|block: Columns| {
-        let Columns {
-            step,
-            left,
-            right,
-            left_cols,
-        } = block;
-        let rows = step.rows(hidden);
-        for (r, gates_row) in step.gates.chunks_exact_mut(gates).enumerate() {
-            let (gates_left, gates_right) = gates_row.split_at_mut(left_cols);
-            k.add_in_place(gates_left, &left[r * left_cols..(r + 1) * left_cols]);
-            k.add_in_place(gates_right, &right[r * right_cols..(r + 1) * right_cols]);
-        }
-        cell_time(cx, || {
-            k.lstm_forward(
-                rows,
-                hidden,
-                step.gates,
-                bias,
-                step.c_prev,
-                step.c,
-                step.h,
-                step.tanh_c,
-            )
-        })
-    })
 }
 
 /// The slices of one backward step, for a block of `rows` rows.
@@ -393,9 +270,9 @@ mod tests {
         tanh_c: Vec<f32>,
     }
 
-    fn run_forward(threads: usize, rows: usize, pool: &rayon::ThreadPool) -> Forward {
+    fn run_forward(threads: usize, pool: &rayon::ThreadPool) -> Forward {
         let k = Kernels::process();
-        let (state, gates_len) = (rows * HIDDEN, rows * 4 * HIDDEN);
+        let (state, gates_len) = (ROWS * HIDDEN, ROWS * 4 * HIDDEN);
         let mut packed = vec![0.0; packed_len(HIDDEN, 4 * HIDDEN)];
         k.pack_b(
             HIDDEN,
@@ -421,9 +298,7 @@ mod tests {
             h: &mut out.h,
             tanh_c: &mut out.tanh_c,
         };
-        let mut scratch = vec![f32::NAN; gates_len];
-        let cx = Compute::new(k, threads);
-        pool.install(|| forward_step(cx, HIDDEN, &packed, &bias, &mut scratch, step));
+        pool.install(|| forward_step(Compute::new(k, threads), HIDDEN, &packed, &bias, step));
         out
     }
 
@@ -466,10 +341,10 @@ mod tests {
             .num_threads(3)
             .build()
             .unwrap();
-        let one = run_forward(1, ROWS, &pool);
+        let one = run_forward(1, &pool);
         assert!(one.h.iter().all(|x| x.is_finite()));
         for threads in [2, 3] {
-            let many = run_forward(threads, ROWS, &pool);
+            let many = run_forward(threads, &pool);
             for (name, a, b) in [
                 ("gates", &one.gates, &many.gates),
                 ("c", &one.c, &many.c),
@@ -479,48 +354,6 @@ mod tests {
                 let same = a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
                 assert!(same, "{name} differs between 1 and {threads} threads");
             }
-        }
-    }
-
-    /// With fewer rows than `MIN_ROWS_FOR_ROW_SPLIT` the product splits by
-    /// columns, on any thread count. Checked against the row path's result,
-    /// from which it differs only by the rounding of one extra addition per
-    /// gate, and for identical bits across thread counts.
-    #[test]
-    fn forward_step_split_by_columns_matches_the_row_path() {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(3)
-            .build()
-            .unwrap();
-        let rows = 10;
-        assert!(rows < MIN_ROWS_FOR_ROW_SPLIT && ROWS >= MIN_ROWS_FOR_ROW_SPLIT);
-        let one = run_forward(1, rows, &pool);
-        // The same inputs on more rows take the row path. `values` depends
-        // only on the position, so the first `rows` rows are the same.
-        let by_rows = run_forward(1, ROWS, &pool);
-        // Pre-activations are sums of 25 terms below 1 in magnitude; one
-        // extra rounding of a value below 32 moves it by at most 2^-19, and
-        // the activations and the cell update pass that on shrunk or kept.
-        let tolerance = 1e-5;
-        for (name, a, b, width) in [
-            ("gates", &one.gates, &by_rows.gates, 4 * HIDDEN),
-            ("c", &one.c, &by_rows.c, HIDDEN),
-            ("h", &one.h, &by_rows.h, HIDDEN),
-            ("tanh_c", &one.tanh_c, &by_rows.tanh_c, HIDDEN),
-        ] {
-            for (at, (x, y)) in a.iter().zip(&b[..rows * width]).enumerate() {
-                assert!(
-                    (x - y).abs() <= tolerance,
-                    "{name}[{at}]: {x} by columns, {y} by rows"
-                );
-            }
-        }
-        for threads in [2, 3] {
-            let many = run_forward(threads, rows, &pool);
-            assert_eq!(one.gates, many.gates, "gates, {threads} threads");
-            assert_eq!(one.c, many.c, "c, {threads} threads");
-            assert_eq!(one.h, many.h, "h, {threads} threads");
-            assert_eq!(one.tanh_c, many.tanh_c, "tanh_c, {threads} threads");
         }
     }
 

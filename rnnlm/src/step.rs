@@ -158,7 +158,7 @@ pub fn forward(
                 h: &mut h_next[..state],
                 tanh_c: &mut ws.tanh_c[l][t * state..(t + 1) * state],
             };
-            forward_step(cx, hidden, packed_wh, bias, &mut ws.step_scratch, step);
+            forward_step(cx, hidden, packed_wh, bias, step);
         }
 
         // The layer's output feeds the next layer (dropout applied there) or

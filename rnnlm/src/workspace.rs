@@ -87,8 +87,6 @@ pub struct Workspace {
     /// One layer's Wh (forward) or Wh^T (backward) packed for the recurrent
     /// products; both packed forms have the same length.
     pub(crate) packed_wh: Vec<f32>,
-    /// `(B, 4H)`: the recurrent product of a step split by columns.
-    pub(crate) step_scratch: Vec<f32>,
 }
 
 impl Workspace {
@@ -130,7 +128,6 @@ impl Workspace {
             d_c: vec![0.0; train_len(batch * h)],
             ones: vec![1.0; train_len(rows)],
             packed_wh: vec![0.0; packed_len(h, 4 * h).max(packed_len(4 * h, h))],
-            step_scratch: vec![0.0; batch * 4 * h],
         }
     }
 
