@@ -355,6 +355,68 @@ fn bias(c: &mut Criterion) {
     }
 }
 
+/// The bandwidth-bound kernels again at a size that stays in L1 (8 KiB per
+/// array), where the instruction stream rather than memory sets their
+/// speed, to show what the SIMD paths gain once memory is out of the way.
+/// At the book's sizes every path runs at the same memory bandwidth.
+fn cache_resident(c: &mut Criterion) {
+    const LEN: usize = 2048;
+    const COLS: usize = 512;
+    let bytes = LEN as u64 * F32;
+    let mut x = values(LEN, 20, 0.1);
+    let y = values(LEN, 21, 0.001);
+    let row = values(COLS, 22, 0.001);
+    let mut sums = vec![0.0f32; COLS];
+
+    let mut sgd = group(c, "l1_sgd_update_2048", Throughput::Bytes(3 * bytes));
+    for k in paths() {
+        sgd.bench_function(k.isa().name(), |b| {
+            b.iter(|| k.sgd_update(&mut x, &y, 1e-6))
+        });
+    }
+    sgd.finish();
+
+    let mut norm = group(c, "l1_sum_squares_2048", Throughput::Bytes(bytes));
+    for k in paths() {
+        norm.bench_function(k.isa().name(), |b| b.iter(|| k.sum_squares(black_box(&y))));
+    }
+    norm.finish();
+
+    let mut scale = group(c, "l1_scale_in_place_2048", Throughput::Bytes(2 * bytes));
+    for k in paths() {
+        scale.bench_function(k.isa().name(), |b| {
+            b.iter(|| k.scale_in_place(&mut x, black_box(1.0)))
+        });
+    }
+    scale.finish();
+
+    let mut mul = group(c, "l1_mul_in_place_2048", Throughput::Bytes(3 * bytes));
+    for k in paths() {
+        mul.bench_function(k.isa().name(), |b| b.iter(|| k.mul_in_place(&mut x, &y)));
+    }
+    mul.finish();
+
+    let mut add = group(c, "l1_add_in_place_2048", Throughput::Bytes(3 * bytes));
+    for k in paths() {
+        add.bench_function(k.isa().name(), |b| b.iter(|| k.add_in_place(&mut x, &y)));
+    }
+    add.finish();
+
+    let mut bias = group(c, "l1_add_row_bias_4x512", Throughput::Bytes(2 * bytes));
+    for k in paths() {
+        bias.bench_function(k.isa().name(), |b| b.iter(|| k.add_row_bias(&mut x, &row)));
+    }
+    bias.finish();
+
+    let mut columns = group(c, "l1_add_column_sums_4x512", Throughput::Bytes(bytes));
+    for k in paths() {
+        columns.bench_function(k.isa().name(), |b| {
+            b.iter(|| k.add_column_sums(&y, &mut sums))
+        });
+    }
+    columns.finish();
+}
+
 /// Times the recurrent products on one thread with the packed weight: forward
 /// h_{t-1} Wh (20 x 650)(650 x 2600) and backward dgates Wh^T
 /// (20 x 2600)(2600 x 650), plus packing Wh, which runs once per window.
@@ -435,6 +497,7 @@ criterion_group!(
     embedding,
     optimizer,
     bias,
+    cache_resident,
     packed_gemm,
     memory
 );
