@@ -402,6 +402,26 @@ fn cache_resident(c: &mut Criterion) {
     }
     add.finish();
 
+    // The same on arrays that start on a 64-byte cache line, where no
+    // 512-bit access spans two lines.
+    let mut x_store = values(LEN + 16, 20, 0.1);
+    let y_store = values(LEN + 16, 21, 0.001);
+    let line_start = |p: *const f32| (64 - p as usize % 64) % 64 / 4;
+    let (xo, yo) = (line_start(x_store.as_ptr()), line_start(y_store.as_ptr()));
+    let x_aligned = &mut x_store[xo..xo + LEN];
+    let y_aligned = &y_store[yo..yo + LEN];
+    let mut aligned = group(
+        c,
+        "l1_add_in_place_2048_aligned",
+        Throughput::Bytes(3 * bytes),
+    );
+    for k in paths() {
+        aligned.bench_function(k.isa().name(), |b| {
+            b.iter(|| k.add_in_place(x_aligned, y_aligned))
+        });
+    }
+    aligned.finish();
+
     let mut bias = group(c, "l1_add_row_bias_4x512", Throughput::Bytes(2 * bytes));
     for k in paths() {
         bias.bench_function(k.isa().name(), |b| b.iter(|| k.add_row_bias(&mut x, &row)));
