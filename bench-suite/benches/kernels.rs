@@ -17,6 +17,7 @@ use criterion::{
     criterion_main, measurement::WallTime,
 };
 use rnnlm::model::{ModelConfig, ParamLayout};
+use rnnlm::workspace::LineAligned;
 use rnnlm_kernels::{Isa, Kernels, dropout_rng, packed_len};
 
 const BATCH: usize = 20;
@@ -77,8 +78,10 @@ fn group<'a>(
 }
 
 fn softmax(c: &mut Criterion) {
-    // Logits of magnitude up to 10, as a trained model produces.
-    let logits = values(ROWS * VOCAB, 1, 10.0);
+    // Logits of magnitude up to 10, as a trained model produces, in a
+    // buffer that starts on a cache line like the workspace's.
+    let mut logits = LineAligned::zeroed(ROWS * VOCAB);
+    logits.copy_from_slice(&values(ROWS * VOCAB, 1, 10.0));
     let targets = ids(ROWS, VOCAB);
     let scale = 1.0 / ROWS as f32;
 
@@ -91,7 +94,11 @@ fn softmax(c: &mut Criterion) {
     for k in paths() {
         train.bench_function(k.isa().name(), |b| {
             b.iter_batched_ref(
-                || logits.clone(),
+                || {
+                    let mut block = LineAligned::zeroed(ROWS * VOCAB);
+                    block.copy_from_slice(&logits);
+                    block
+                },
                 |block| k.softmax_cross_entropy(ROWS, VOCAB, block, &targets, scale),
                 BatchSize::PerIteration,
             )

@@ -1,8 +1,54 @@
 //! Activation and gradient buffers of one window, allocated once.
 
+use std::ops::{Deref, DerefMut};
+
 use rnnlm_kernels::packed_len;
 
 use crate::model::ModelConfig;
+
+/// A zeroed f32 buffer whose first element starts a 64-byte cache line.
+///
+/// The allocator returns large blocks 16 bytes past a line, so every
+/// 512-bit access to a plain `Vec<f32>` spans two lines. For the logits
+/// that cost the fused softmax cross-entropy 8% (criterion, 700 x 10 000:
+/// 2.46 ms against 2.26 ms on a line-aligned copy, one Zen 4 core).
+#[derive(Debug)]
+pub struct LineAligned {
+    storage: Vec<f32>,
+    start: usize,
+    len: usize,
+}
+
+impl LineAligned {
+    /// Floats in a 64-byte line.
+    const LINE: usize = 16;
+
+    pub fn zeroed(len: usize) -> LineAligned {
+        let storage = vec![0.0f32; len + Self::LINE - 1];
+        // The buffer never grows, so its address and this offset stay fixed.
+        let past_line = storage.as_ptr() as usize % 64;
+        let start = (64 - past_line) % 64 / std::mem::size_of::<f32>();
+        LineAligned {
+            storage,
+            start,
+            len,
+        }
+    }
+}
+
+impl Deref for LineAligned {
+    type Target = [f32];
+
+    fn deref(&self) -> &[f32] {
+        &self.storage[self.start..self.start + self.len]
+    }
+}
+
+impl DerefMut for LineAligned {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.storage[self.start..self.start + self.len]
+    }
+}
 
 /// Dropout probabilities of the three sites, and the mask mode.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -71,7 +117,7 @@ pub struct Workspace {
     /// The last layer's output after dropout `(T B, H)`.
     pub(crate) top: Vec<f32>,
     /// Logits `(T B, V)`; after a training forward, the loss gradient.
-    pub(crate) logits: Vec<f32>,
+    pub(crate) logits: LineAligned,
     /// log p(target) of each row after an evaluation forward `(T B)`.
     pub(crate) log_probs: Vec<f32>,
     /// Gradient with respect to a layer's output `(T B, H)`.
@@ -120,7 +166,7 @@ impl Workspace {
                 .collect(),
             output_mask: vec![0.0; mask_rows(rows) * h],
             top: vec![0.0; rows * h],
-            logits: vec![0.0; rows * v],
+            logits: LineAligned::zeroed(rows * v),
             log_probs: vec![0.0; rows],
             d_h: vec![0.0; train_len(rows * h)],
             d_x: vec![0.0; train_len(rows * max_input)],
@@ -183,5 +229,24 @@ impl Workspace {
     /// written over them, that is after an evaluation forward).
     pub fn logits(&self, steps: usize) -> &[f32] {
         &self.logits[..steps * self.batch * self.config.vocab]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_aligned_buffers_start_on_a_line_and_hold_zeros() {
+        for len in [0, 1, 15, 16, 17, 7000] {
+            let mut buffer = LineAligned::zeroed(len);
+            assert_eq!(buffer.len(), len);
+            assert!(buffer.iter().all(|&x| x == 0.0));
+            if len > 0 {
+                assert_eq!(buffer.as_ptr() as usize % 64, 0, "len {len}");
+            }
+            buffer.fill(1.5);
+            assert_eq!(buffer.iter().sum::<f32>(), 1.5 * len as f32);
+        }
     }
 }
