@@ -227,21 +227,25 @@ fn lstm_forward_row_avx2(
 ) {
     let full = vector_part(hidden);
     let pre = |gates: &[f32], at: usize| _mm256_add_ps(load(gates, at), load(bias, at));
+    // Two passes, as on AVX-512: the gates and c first, then tanh(c) and
+    // h, so that no iteration waits on a chain of nonlinearities.
     for j in (0..full).step_by(LANES) {
         let i = sigmoid(pre(gates, j));
         let f = sigmoid(pre(gates, hidden + j));
         let g = tanh(pre(gates, 2 * hidden + j));
         let o = sigmoid(pre(gates, 3 * hidden + j));
         let cell = _mm256_fmadd_ps(f, load(c_prev, j), _mm256_mul_ps(i, g));
-        let t = tanh(cell);
 
         store(gates, j, i);
         store(gates, hidden + j, f);
         store(gates, 2 * hidden + j, g);
         store(gates, 3 * hidden + j, o);
         store(c, j, cell);
+    }
+    for j in (0..full).step_by(LANES) {
+        let t = tanh(load(c, j));
         store(tanh_c, j, t);
-        store(h, j, _mm256_mul_ps(o, t));
+        store(h, j, _mm256_mul_ps(load(gates, 3 * hidden + j), t));
     }
     lstm::scalar::forward_row(hidden, full, gates, bias, c_prev, c, h, tanh_c);
 }

@@ -247,21 +247,29 @@ fn lstm_forward_row_avx512(
             cols.load(bias, gate * hidden),
         )
     };
+    // Two passes over the row: the gates and the new cell state, then
+    // tanh(c) and h. In one pass, tanh(c) waits for the gate
+    // nonlinearities of the same 16 units, and that chain of latencies
+    // left the FMA pipes idle; split, each pass's iterations are
+    // independent of each other. The second pass reads c and o back from
+    // L1.
     for cols in runs(hidden) {
         let i = sigmoid(pre(cols, gates, 0));
         let f = sigmoid(pre(cols, gates, 1));
         let g = tanh(pre(cols, gates, 2));
         let o = sigmoid(pre(cols, gates, 3));
         let cell = _mm512_fmadd_ps(f, cols.load(c_prev, 0), _mm512_mul_ps(i, g));
-        let t = tanh(cell);
 
         cols.store(gates, 0, i);
         cols.store(gates, hidden, f);
         cols.store(gates, 2 * hidden, g);
         cols.store(gates, 3 * hidden, o);
         cols.store(c, 0, cell);
+    }
+    for cols in runs(hidden) {
+        let t = tanh(cols.load(c, 0));
         cols.store(tanh_c, 0, t);
-        cols.store(h, 0, _mm512_mul_ps(o, t));
+        cols.store(h, 0, _mm512_mul_ps(cols.load(gates, 3 * hidden), t));
     }
 }
 
