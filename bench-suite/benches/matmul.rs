@@ -2,7 +2,8 @@
 //! (B = 20, T = 35, H = 650, V = 10 000, so N = B * T = 700 rows per window),
 //! with the operand layouts the training step uses, on one thread and on
 //! every logical CPU. The recurrent products are also timed through
-//! `gemm_packed_add`, the packed kernel the training step calls for them.
+//! `gemm_packed_add`: the packed kernel, with rows split across threads as
+//! the training step's recurrence splits them.
 //!
 //! Run with `cargo bench -p bench-suite --bench matmul`. Throughput is in
 //! elements where one element is one FLOP (a multiply-add counts as 2), so

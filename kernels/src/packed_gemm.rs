@@ -66,14 +66,17 @@ pub(crate) struct Tile<'a> {
 /// Bytes of A that one row block may take: a quarter of a 1 MiB L2, so the
 /// block stays there next to a strip of packed B while every strip of B
 /// passes over it.
+///
+/// NOTE: sized for the 1 MiB L2 of the Zen 4 cores it was measured on; on a
+/// core with a 256-512 KiB L2 the block alone fills most of it.
 const A_BLOCK_BYTES: usize = 256 * 1024;
 
 /// Runs the loop nest of `gemm_packed` and hands each register tile to
 /// `tile`. The checks of `Kernels::gemm_packed` must have passed.
 ///
 /// Loops, outermost first: blocks of rows of A small enough to stay in L2
-/// (all of A for the B = 10 to 20 rows of an LSTM step, about 200 rows at
-/// K = 650), then strips of `strip_panels` panels (the last strip may have
+/// (all of A for the B = 10 to 20 rows of an LSTM step; 100 rows at
+/// K = 650, 25 at K = 2600), then strips of `strip_panels` panels (the last strip may have
 /// fewer), then row tiles of up to `max_rows` rows, then the tile's own loop
 /// over all of K. A strip, `strip_panels * K * 64` bytes, also fits in L2 at
 /// the model's sizes (83 KiB for two panels at K = 650). So after the first

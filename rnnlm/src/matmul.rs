@@ -5,10 +5,15 @@
 //! mode allocates task state on every call (about a dozen allocations per
 //! product, measured with a counting allocator on faer 0.24), which would
 //! break the no-allocation training step; `join` keeps its jobs on the stack.
+//!
+//! NOTE: the no-allocation step holds only where faer uses its own x86
+//! kernel (AVX2+FMA or AVX-512). Elsewhere, aarch64 included, faer 0.24.4
+//! hands f32 products to the `gemm` crate, whose 0.19 driver allocates
+//! packing buffers on every product; the allocation test runs on x86 only.
 
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
-use rnnlm_kernels::{Kernels, PANEL};
+use rnnlm_kernels::{Kernels, PANEL, packed_len};
 
 /// Output columns or rows are split at multiples of this, so each thread's
 /// share starts on a whole AVX-512 vector of f32.
@@ -123,7 +128,14 @@ pub fn pack_b(
         kernels.pack_b(k, n, b, transposed, packed);
         return;
     }
-    // The kernel's checks of each part cover a buffer of the wrong length.
+    // Each part's own checks would accept a buffer short by whole panels.
+    assert_eq!(
+        packed.len(),
+        packed_len(k, n),
+        "pack_b: packed has {} elements, expected packed_len({k}, {n}) = {}",
+        packed.len(),
+        packed_len(k, n)
+    );
     pack_panels(threads, kernels, k, n, b, transposed, 0, packed);
 }
 
@@ -177,12 +189,17 @@ fn pack_panels(
     );
 }
 
-/// Fewest rows a product or an LSTM step splits across threads: below 4
-/// rows a thread's share is too small to pay for waking it.
+/// Fewest rows a product or an LSTM step splits across threads, so that
+/// two threads get at least 4 rows each: a smaller share does not pay for
+/// waking a thread.
 pub const MIN_SPLIT_ROWS: usize = 8;
 
 /// Computes `c += a * B` with B packed by `Kernels::pack_b`, splitting the
 /// rows of `a` and `c` across up to `threads` threads.
+///
+/// The model's steps split their rows the same way but also run the cell
+/// per block (`recurrence`); the benchmarks time the packed product alone
+/// through this function.
 ///
 /// Shapes: `a` is `(M, K)` and `c` is `(M, N)`, both row-major, with
 /// M = `a.len() / k`. Rows are split rather than columns because a row block
@@ -225,7 +242,18 @@ pub fn gemm_packed_add(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rnnlm_kernels::packed_len;
+
+    #[test]
+    #[should_panic(expected = "pack_b: packed has 160 elements, expected packed_len(5, 48) = 240")]
+    fn pack_b_on_threads_rejects_a_short_buffer() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let b = vec![0.0f32; 5 * 48];
+        let mut packed = vec![0.0f32; packed_len(5, 48) - 5 * PANEL];
+        pool.install(|| pack_b(2, Kernels::process(), 5, 48, &b, false, &mut packed));
+    }
 
     #[test]
     fn pack_b_on_threads_matches_one_thread() {

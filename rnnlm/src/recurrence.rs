@@ -20,6 +20,45 @@ use crate::matmul::MIN_SPLIT_ROWS;
 use crate::profile::Phase;
 use crate::step::Compute;
 
+/// Runs `leaf` on the rows of `step`, split into blocks over up to
+/// `threads` threads, and returns what the calling thread's block returned.
+///
+/// Each split gives the first part `threads / 2` of the threads and the same
+/// share of the rows. Splitting stops below `MIN_SPLIT_ROWS` rows, so with
+/// more threads than rows / 4 some threads stay idle.
+fn split_rows<S: RowBlock>(
+    threads: usize,
+    hidden: usize,
+    step: S,
+    leaf: &(impl Fn(S) -> Duration + Sync),
+) -> Duration {
+    let rows = step.rows(hidden);
+    if threads <= 1 || rows < MIN_SPLIT_ROWS {
+        return leaf(step);
+    }
+    let left_threads = threads / 2;
+    let (top, bottom) = step.split(rows * left_threads / threads, hidden);
+    let (calling, _) = rayon::join(
+        || split_rows(left_threads, hidden, top, leaf),
+        || split_rows(threads - left_threads, hidden, bottom, leaf),
+    );
+    calling
+}
+
+/// The slices of a step that can be cut into blocks of rows.
+trait RowBlock: Send + Sized {
+    fn rows(&self, hidden: usize) -> usize;
+    /// Splits after the first `rows` rows.
+    fn split(self, rows: usize, hidden: usize) -> (Self, Self);
+}
+
+/// Returns how long `work` took when profiling, and zero otherwise.
+fn cell_time(cx: Compute, work: impl FnOnce()) -> Duration {
+    let start = cx.profiler.map(|_| Instant::now());
+    work();
+    start.map_or(Duration::ZERO, |start| start.elapsed())
+}
+
 /// The slices of one forward step, for a block of `rows` rows.
 pub struct ForwardStep<'a> {
     /// `(rows, H)`: h_{t-1}.
@@ -29,9 +68,11 @@ pub struct ForwardStep<'a> {
     pub gates: &'a mut [f32],
     /// `(rows, H)`: c_{t-1}.
     pub c_prev: &'a [f32],
-    /// `(rows, H)` each: written with c_t, h_t and tanh(c_t).
+    /// `(rows, H)`: written with c_t.
     pub c: &'a mut [f32],
+    /// `(rows, H)`: written with h_t.
     pub h: &'a mut [f32],
+    /// `(rows, H)`: written with tanh(c_t).
     pub tanh_c: &'a mut [f32],
 }
 
@@ -110,41 +151,6 @@ pub fn forward_step(
     record(cx, start.elapsed(), cell);
 }
 
-/// Runs `leaf` on the rows of `step`, split into blocks over up to
-/// `threads` threads, and returns what the calling thread's block returned.
-fn split_rows<S: RowBlock>(
-    threads: usize,
-    hidden: usize,
-    step: S,
-    leaf: &(impl Fn(S) -> Duration + Sync),
-) -> Duration {
-    let rows = step.rows(hidden);
-    if threads <= 1 || rows < MIN_SPLIT_ROWS {
-        return leaf(step);
-    }
-    let left_threads = threads / 2;
-    let (top, bottom) = step.split(rows * left_threads / threads, hidden);
-    let (calling, _) = rayon::join(
-        || split_rows(left_threads, hidden, top, leaf),
-        || split_rows(threads - left_threads, hidden, bottom, leaf),
-    );
-    calling
-}
-
-/// The slices of a step that can be cut into blocks of rows.
-trait RowBlock: Send + Sized {
-    fn rows(&self, hidden: usize) -> usize;
-    /// Splits after the first `rows` rows.
-    fn split(self, rows: usize, hidden: usize) -> (Self, Self);
-}
-
-/// Returns how long `work` took when profiling, and zero otherwise.
-fn cell_time(cx: Compute, work: impl FnOnce()) -> Duration {
-    let start = cx.profiler.map(|_| Instant::now());
-    work();
-    start.map_or(Duration::ZERO, |start| start.elapsed())
-}
-
 /// The slices of one backward step, for a block of `rows` rows.
 pub struct BackwardStep<'a> {
     /// `(rows, 4H)`: dgates of step t + 1, or `None` at a window's last step.
@@ -152,10 +158,11 @@ pub struct BackwardStep<'a> {
     /// `(rows, H)`: dL/dh_t from the layer above; `d_gates_next Wh^T` is
     /// added to it.
     pub d_h: &'a mut [f32],
-    /// `(rows, 4H)`: the activated gates forward left.
+    /// `(rows, 4H)`: the activated gates from the forward pass.
     pub gates: &'a [f32],
-    /// `(rows, H)`: c_{t-1} and tanh(c_t) from forward.
+    /// `(rows, H)`: c_{t-1} from the forward pass.
     pub c_prev: &'a [f32],
+    /// `(rows, H)`: tanh(c_t) from the forward pass.
     pub tanh_c: &'a [f32],
     /// `(rows, H)`: dL/dc_t on entry, dL/dc_{t-1} on return.
     pub d_c: &'a mut [f32],
@@ -368,9 +375,8 @@ mod tests {
             assert!(one[2].iter().all(|x| x.is_finite()));
             for threads in [2, 3] {
                 let many = run_backward(threads, last_step, &pool);
-                for (name, a, b) in [("d_h", 0, 0), ("d_c", 1, 1), ("d_gates", 2, 2)]
-                    .map(|(name, i, j)| (name, &one[i], &many[j]))
-                {
+                let names = ["d_h", "d_c", "d_gates"];
+                for ((name, a), b) in names.iter().zip(&one).zip(&many) {
                     let same = a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
                     assert!(
                         same,

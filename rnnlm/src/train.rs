@@ -218,8 +218,9 @@ pub struct Trainer {
     inputs: Vec<u32>,
     targets: Vec<u32>,
     lr: f32,
-    /// Whether every thread of the pool has set up its per-thread state.
-    threads_prepared: bool,
+    /// Whether the pool of the first window has run a faer product on every
+    /// thread, so faer's per-thread scratch exists (`prepare_threads`).
+    faer_scratch_ready: bool,
 }
 
 /// Result of a single training window.
@@ -246,7 +247,7 @@ impl Trainer {
             inputs: vec![0; rows],
             targets: vec![0; rows],
             lr: options.lr,
-            threads_prepared: false,
+            faer_scratch_ready: false,
             model,
             options,
         }
@@ -260,10 +261,10 @@ impl Trainer {
     /// Runs one training window: forward, backward, clip, SGD update. The
     /// window's ids are `(steps, B)` time-major. Carries the state on.
     pub fn train_window(&mut self, steps: usize) -> StepResult {
-        if !self.threads_prepared {
+        if !self.faer_scratch_ready {
             // Done here rather than in `new`, which may run outside the pool.
             crate::matmul::prepare_threads();
-            self.threads_prepared = true;
+            self.faer_scratch_ready = true;
         }
         let rows = steps * self.options.batch;
         let mode = Mode::Train {

@@ -41,7 +41,8 @@ static GLOBAL: CountingAllocator = CountingAllocator;
 
 #[test]
 fn training_step_after_first_does_not_allocate() {
-    // Large enough that the matrix products split across threads.
+    // Large enough that the matrix products split across threads, with a
+    // batch of 8 rows so that the LSTM steps split their rows too.
     let config = ModelConfig {
         vocab: 500,
         embed: 64,
@@ -50,7 +51,8 @@ fn training_step_after_first_does_not_allocate() {
         tied: true,
     };
     let tokens: Vec<u32> = (0..2000u32).map(|i| (i * 7919 + 13) % 500).collect();
-    let streams = Streams::new(&tokens, 4).unwrap();
+    let batch = 8;
+    let streams = Streams::new(&tokens, batch).unwrap();
 
     // Every pool lives to the end: a pool's threads starting or exiting
     // while another case is counted would allocate.
@@ -69,7 +71,7 @@ fn training_step_after_first_does_not_allocate() {
     for (variational, threads) in [(true, 1), (false, 1), (true, 2)] {
         let pool = &pools[threads - 1];
         let options = TrainOptions {
-            batch: 4,
+            batch,
             bptt: 7,
             dropout: Dropout {
                 variational,
