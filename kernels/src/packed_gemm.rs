@@ -67,7 +67,7 @@ pub(crate) struct Tile<'a> {
 /// block stays there next to a strip of packed B while every strip of B
 /// passes over it.
 ///
-/// NOTE: sized for the 1 MiB L2 of the Zen 4 cores it was measured on; on a
+/// NOTE: sized for the 1 MiB L2 of the Zen 4 cores it was measured on. On a
 /// core with a 256-512 KiB L2 the block alone fills most of it.
 const A_BLOCK_BYTES: usize = 256 * 1024;
 

@@ -9,7 +9,7 @@
 //! NOTE: the no-allocation step holds only where faer uses its own x86
 //! kernel (AVX2+FMA or AVX-512). Elsewhere, aarch64 included, faer 0.24.4
 //! hands f32 products to the `gemm` crate, whose 0.19 driver allocates
-//! packing buffers on every product; the allocation test runs on x86 only.
+//! packing buffers on every product. The allocation test runs on x86 only.
 
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
@@ -197,9 +197,9 @@ pub const MIN_SPLIT_ROWS: usize = 8;
 /// Computes `c += a * B` with B packed by `Kernels::pack_b`, splitting the
 /// rows of `a` and `c` across up to `threads` threads.
 ///
-/// The model's steps split their rows the same way but also run the cell
-/// per block (`recurrence`); the benchmarks time the packed product alone
-/// through this function.
+/// The model's LSTM steps split their rows the same way and also run the
+/// cell per block (`recurrence`). The benchmarks use this function to time
+/// the packed product alone.
 ///
 /// Shapes: `a` is `(M, K)` and `c` is `(M, N)`, both row-major, with
 /// M = `a.len() / k`. Rows are split rather than columns because a row block

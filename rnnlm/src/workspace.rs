@@ -237,7 +237,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn line_aligned_buffers_start_on_a_line_and_hold_zeros() {
+    fn line_aligned_buffer_starts_on_line() {
         for len in [0, 1, 15, 16, 17, 7000] {
             let mut buffer = LineAligned::zeroed(len);
             assert_eq!(buffer.len(), len);
