@@ -362,9 +362,10 @@ fn bias(c: &mut Criterion) {
     }
 }
 
-/// The bandwidth-bound kernels again at a size that stays in L1 (8 KiB per
-/// array), where the instruction stream rather than memory sets their
-/// speed, to show what the SIMD paths gain once memory is out of the way.
+/// Times the bandwidth-bound kernels again at a size that stays in L1
+/// (8 KiB per array), where the instruction stream rather than memory sets
+/// their speed, to show what the SIMD paths gain once memory is out of the
+/// way.
 /// At the book's sizes every path runs at the same memory bandwidth.
 fn cache_resident(c: &mut Criterion) {
     const LEN: usize = 2048;

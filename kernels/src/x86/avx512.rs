@@ -248,11 +248,10 @@ fn lstm_forward_row_avx512(
         )
     };
     // Two passes over the row: the gates and the new cell state, then
-    // tanh(c) and h. In one pass, tanh(c) waits for the gate
-    // nonlinearities of the same 16 units, and that chain of latencies
-    // left the FMA pipes idle; split, each pass's iterations are
-    // independent of each other. The second pass reads c and o back from
-    // L1.
+    // tanh(c) and h. In one pass, tanh(c) waited for the gate
+    // nonlinearities of the same 16 units, and that chain of latencies left
+    // the FMA pipes idle. In two passes, no iteration depends on another.
+    // The second pass reads c and o back from L1.
     for cols in runs(hidden) {
         let i = sigmoid(pre(cols, gates, 0));
         let f = sigmoid(pre(cols, gates, 1));
