@@ -189,9 +189,9 @@ fn pack_panels(
     );
 }
 
-/// Fewest rows a product or an LSTM step splits across threads, so that
-/// two threads get at least 4 rows each: a smaller share does not pay for
-/// waking a thread.
+/// Minimum rows for a product or an LSTM step to split across threads, so
+/// that two threads get at least 4 rows each. A smaller share does not pay
+/// for waking a thread.
 pub const MIN_SPLIT_ROWS: usize = 8;
 
 /// Computes `c += a * B` with B packed by `Kernels::pack_b`, splitting the

@@ -123,7 +123,7 @@ pub fn forward_step(
     bias: &[f32],
     step: ForwardStep<'_>,
 ) {
-    let start = Instant::now();
+    let start = cx.profiler.map(|_| Instant::now());
     let cell = split_rows(cx.threads, hidden, step, &|step: ForwardStep| {
         let (k, rows) = (cx.kernels, step.rows(hidden));
         k.gemm_packed(
@@ -148,7 +148,7 @@ pub fn forward_step(
             )
         })
     });
-    record(cx, start.elapsed(), cell);
+    record(cx, start, cell);
 }
 
 /// The slices of one backward step, for a block of `rows` rows.
@@ -217,7 +217,7 @@ impl RowBlock for BackwardStep<'_> {
 /// backward. `packed_wh_t` is Wh^T `(4H, H)` packed by `Kernels::pack_b`.
 /// Profiled like [`forward_step`].
 pub fn backward_step(cx: Compute, hidden: usize, packed_wh_t: &[f32], step: BackwardStep<'_>) {
-    let start = Instant::now();
+    let start = cx.profiler.map(|_| Instant::now());
     let cell = split_rows(cx.threads, hidden, step, &|step: BackwardStep| {
         let (k, rows) = (cx.kernels, step.rows(hidden));
         if let Some(d_gates_next) = step.d_gates_next {
@@ -244,14 +244,18 @@ pub fn backward_step(cx: Compute, hidden: usize, packed_wh_t: &[f32], step: Back
             )
         })
     });
-    record(cx, start.elapsed(), cell);
+    record(cx, start, cell);
 }
 
-/// Splits a step's wall time between the cell and the recurrent product.
-fn record(cx: Compute, total: Duration, cell: Duration) {
-    if let Some(profiler) = cx.profiler {
+/// Splits the wall time since `start` (taken only when profiling) between
+/// the cell and the recurrent product.
+fn record(cx: Compute, start: Option<Instant>, cell: Duration) {
+    if let (Some(profiler), Some(start)) = (cx.profiler, start) {
         profiler.add(Phase::LstmCell, cell);
-        profiler.add(Phase::RecurrentProducts, total.saturating_sub(cell));
+        profiler.add(
+            Phase::RecurrentProducts,
+            start.elapsed().saturating_sub(cell),
+        );
     }
 }
 
@@ -343,7 +347,7 @@ mod tests {
     /// Splitting rows across threads changes no bit: every row's product
     /// and cell are computed the same way whichever block holds the row.
     #[test]
-    fn forward_step_gives_the_same_bits_on_any_thread_count() {
+    fn forward_step_same_bits_any_threads() {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(3)
             .build()
@@ -365,7 +369,7 @@ mod tests {
     }
 
     #[test]
-    fn backward_step_gives_the_same_bits_on_any_thread_count() {
+    fn backward_step_same_bits_any_threads() {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(3)
             .build()
@@ -390,7 +394,7 @@ mod tests {
     /// The last step of a window adds no recurrent term: d_h reaches the
     /// cell unchanged, so the two cases must differ.
     #[test]
-    fn backward_step_adds_the_recurrent_gradient_only_before_the_last_step() {
+    fn backward_step_last_step_skips_product() {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(1)
             .build()

@@ -235,9 +235,9 @@ fn pack_b_panels_rejects_panels_past_the_end() {
 fn gemm_packed_matches_f64_across_row_blocks() {
     for kernels in paths() {
         // A of 455 x 650 and of 61 x 2600 floats exceeds the 256 KiB row
-        // block (100 and 25 rows), so the loop nest runs 5 blocks of 91 rows
-        // and 3 blocks of 20 or 21, row counts that are not multiples of
-        // the tile heights.
+        // block (100 and 25 rows). So the loop nest runs 5 blocks of 91 rows
+        // and 3 blocks of 20 or 21, which are not multiples of the tile
+        // heights.
         check_product(&kernels, 455, 650, 40);
         check_product(&kernels, 61, 2600, 33);
     }
