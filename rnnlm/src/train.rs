@@ -171,12 +171,39 @@ pub struct EpochSummary {
 pub trait Observer {
     /// About every `report_every` windows.
     fn on_progress(&mut self, progress: &Progress);
-    /// After each epoch's validation, with the model as it is then.
-    fn on_epoch(&mut self, summary: &EpochSummary, model: &Model) -> Result<(), TrainError>;
+    /// After each epoch's validation, with the model as it is then and the
+    /// state that [`Trainer::resume`] needs to continue from here.
+    fn on_epoch(
+        &mut self,
+        summary: &EpochSummary,
+        model: &Model,
+        state: &TrainState,
+    ) -> Result<(), TrainError>;
     /// Returns the number of windows between progress reports.
     fn report_every(&self) -> usize {
         50
     }
+}
+
+/// The progress of a run after a whole number of epochs. With the parameters
+/// of that moment, it is everything [`Trainer::resume`] needs to continue the
+/// run as if it had not stopped (same seed and thread count, same numbers).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainState {
+    /// Epochs completed, validation included.
+    pub epochs_done: usize,
+    /// The learning rate of the next epoch.
+    pub lr: f32,
+    /// Best validation perplexity so far.
+    pub best_valid_ppl: f64,
+    /// Windows trained since the run started.
+    pub global_step: usize,
+    /// Training tokens seen since the run started.
+    pub tokens_seen: usize,
+    /// Seconds spent by the run so far, summed over its sessions.
+    pub elapsed_secs: f64,
+    /// The dropout generator, positioned for the next window.
+    pub rng: DropoutRng,
 }
 
 /// Failures during training.
@@ -218,6 +245,12 @@ pub struct Trainer {
     inputs: Vec<u32>,
     targets: Vec<u32>,
     lr: f32,
+    /// Epochs completed, windows and training tokens since the run started,
+    /// and seconds spent in earlier sessions of a resumed run.
+    epochs_done: usize,
+    global_step: usize,
+    tokens_seen: usize,
+    earlier_secs: f64,
     /// Whether the pool of the first window has run a faer product on every
     /// thread, so faer's per-thread scratch exists (`prepare_threads`).
     faer_scratch_ready: bool,
@@ -247,6 +280,10 @@ impl Trainer {
             inputs: vec![0; rows],
             targets: vec![0; rows],
             lr: options.lr,
+            epochs_done: 0,
+            global_step: 0,
+            tokens_seen: 0,
+            earlier_secs: 0.0,
             faer_scratch_ready: false,
             model,
             options,
@@ -342,9 +379,31 @@ impl Trainer {
             .evaluate(self.cx, &self.model, tokens, eos, Protocol::Full)
     }
 
-    /// Trains for `options.epochs` epochs, validating after each, and leaves
-    /// the best parameters in `self.model` (the last ones when the best are
-    /// not kept in memory). Returns the epoch summaries.
+    /// Continues a run from `state`, which an observer received at an epoch's
+    /// end, with `self.model` holding the parameters of that moment: `run`
+    /// then starts at epoch `state.epochs_done + 1` and counts windows,
+    /// tokens and time on from there. A best-parameter copy kept in memory
+    /// starts from the resumed parameters; the CLI keeps the best model on
+    /// disk instead.
+    pub fn resume(&mut self, state: TrainState) {
+        self.epochs_done = state.epochs_done;
+        self.lr = state.lr;
+        self.best_valid_ppl = state.best_valid_ppl;
+        self.global_step = state.global_step;
+        self.tokens_seen = state.tokens_seen;
+        self.earlier_secs = state.elapsed_secs;
+        self.rng = state.rng;
+    }
+
+    /// Epochs completed so far, counting those before a resume.
+    pub fn epochs_done(&self) -> usize {
+        self.epochs_done
+    }
+
+    /// Trains from epoch `epochs_done() + 1` to `options.epochs`, validating
+    /// after each, and leaves the best parameters in `self.model` (the last
+    /// ones when the best are not kept in memory). Returns the summaries of
+    /// the epochs it ran.
     pub fn run(
         &mut self,
         train: &[u32],
@@ -369,11 +428,11 @@ impl Trainer {
             .max_steps
             .map_or(windows, |max| max.min(windows));
         let start = Instant::now();
+        let earlier_secs = self.earlier_secs;
+        let elapsed = |start: Instant| earlier_secs + start.elapsed().as_secs_f64();
         let mut summaries = Vec::new();
-        let mut global_step = 0;
-        let mut tokens_seen = 0;
 
-        for epoch in 1..=self.options.epochs {
+        for epoch in self.epochs_done + 1..=self.options.epochs {
             let epoch_start = Instant::now();
             let mut epoch_tokens = 0usize;
             let (mut epoch_loss, mut epoch_windows) = (0.0f64, 0usize);
@@ -400,25 +459,25 @@ impl Trainer {
                 }
                 let tokens = steps * self.options.batch;
                 epoch_tokens += tokens;
-                tokens_seen += tokens;
-                global_step += 1;
+                self.tokens_seen += tokens;
+                self.global_step += 1;
                 epoch_loss += result.loss;
                 epoch_windows += 1;
                 report_loss += result.loss;
                 report_windows += 1;
 
                 if report_windows == observer.report_every() || window + 1 == steps_in_epoch {
-                    let elapsed = epoch_start.elapsed().as_secs_f64();
+                    let epoch_secs = epoch_start.elapsed().as_secs_f64();
                     observer.on_progress(&Progress {
                         epoch,
                         step: window + 1,
                         steps_in_epoch,
-                        global_step,
-                        tokens_seen,
+                        global_step: self.global_step,
+                        tokens_seen: self.tokens_seen,
                         train_ppl: (report_loss / report_windows as f64).exp(),
                         lr: self.lr,
-                        tokens_per_sec: epoch_tokens as f64 / elapsed,
-                        elapsed_secs: start.elapsed().as_secs_f64(),
+                        tokens_per_sec: epoch_tokens as f64 / epoch_secs,
+                        elapsed_secs: elapsed(start),
                     });
                     report_loss = 0.0;
                     report_windows = 0;
@@ -444,9 +503,9 @@ impl Trainer {
                 valid_ppl,
                 lr: self.lr,
                 tokens_per_sec: epoch_tokens as f64 / train_secs,
-                elapsed_secs: start.elapsed().as_secs_f64(),
-                tokens_seen,
-                global_step,
+                elapsed_secs: elapsed(start),
+                tokens_seen: self.tokens_seen,
+                global_step: self.global_step,
                 improved,
             };
             if improved {
@@ -455,14 +514,23 @@ impl Trainer {
                     self.best_params.copy_from_slice(&self.model.params);
                 }
             }
-            observer.on_epoch(&summary, &self.model)?;
-            summaries.push(summary);
-
             match self.options.schedule {
                 LrSchedule::Plateau { factor } if !improved => self.lr /= factor,
                 LrSchedule::AfterEpoch { after, factor } if epoch >= after => self.lr /= factor,
                 _ => {}
             }
+            self.epochs_done = epoch;
+            let state = TrainState {
+                epochs_done: epoch,
+                lr: self.lr,
+                best_valid_ppl: self.best_valid_ppl,
+                global_step: self.global_step,
+                tokens_seen: self.tokens_seen,
+                elapsed_secs: summary.elapsed_secs,
+                rng: self.rng.clone(),
+            };
+            observer.on_epoch(&summary, &self.model, &state)?;
+            summaries.push(summary);
         }
         self.restore_best();
         Ok(summaries)

@@ -1,6 +1,6 @@
 //! `rnnlm train` and `rnnlm eval` end to end: impossible settings rejected
-//! before any work, and a short run on real PTB whose checkpoint reproduces
-//! the validation perplexity printed at save time.
+//! before any work, resuming a run, and a short run on real PTB whose
+//! checkpoint reproduces the validation perplexity printed at save time.
 
 mod common;
 
@@ -17,6 +17,97 @@ fn rnnlm(args: &[&str], dir: &Path) -> Output {
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Writes the three PTB files of a synthetic corpus into `dir/data`: 40
+/// lines over a 20-word vocabulary.
+fn write_corpus(dir: &Path) {
+    let data = dir.join("data");
+    std::fs::create_dir(&data).unwrap();
+    let text: String = (0..40)
+        .map(|line| {
+            let words: Vec<String> = (0..8)
+                .map(|i| format!("w{}", (line * 3 + i) % 20))
+                .collect();
+            words.join(" ") + "\n"
+        })
+        .collect();
+    for split in ["train", "valid", "test"] {
+        std::fs::write(data.join(format!("ptb.{split}.txt")), &text).unwrap();
+    }
+}
+
+/// Returns the "epoch N | ..." summary lines of a `train` run's standard
+/// output, up to the learning rate.
+fn epoch_lines(output: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|l| l.starts_with("epoch "))
+        // Epoch, train ppl, valid ppl and lr; speed and time vary.
+        .map(|l| l.split(" | ").take(4).collect::<Vec<_>>().join(" | "))
+        .collect()
+}
+
+#[test]
+fn resume_matches_uninterrupted_run() {
+    let train = |dir: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--data",
+            "data",
+            "--offline",
+            "--hidden",
+            "12",
+            "--batch",
+            "4",
+            "--bptt",
+            "5",
+            "--threads",
+            "1",
+            "--seed",
+            "9",
+            "--save",
+            "m.safetensors",
+        ];
+        args.extend_from_slice(extra);
+        rnnlm(&args, dir)
+    };
+    let straight = tempfile::tempdir().unwrap();
+    write_corpus(straight.path());
+    let output = train(straight.path(), &["--epochs", "3"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let expected = epoch_lines(&output);
+    assert_eq!(expected.len(), 3, "{expected:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    write_corpus(dir.path());
+    let first = train(dir.path(), &["--epochs", "1"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(dir.path().join("m.resume.safetensors").exists());
+    let resumed = train(dir.path(), &["--epochs", "3", "--resume"]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    // Same losses, perplexities and rates to the printed digit, epoch by epoch.
+    assert_eq!(epoch_lines(&resumed), expected[1..]);
+
+    let fails_with = |output: Output, text: &str| {
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{message}");
+        assert!(message.contains(text), "expected {text:?} in: {message}");
+    };
+    fails_with(
+        train(dir.path(), &["--epochs", "3", "--resume"]),
+        "already completed 3 of 3 epochs",
+    );
+    fails_with(
+        train(dir.path(), &["--epochs", "4", "--resume", "--lr", "5"]),
+        "lr: 20.0 then, 5.0 now",
+    );
+    let elsewhere = tempfile::tempdir().unwrap();
+    write_corpus(elsewhere.path());
+    fails_with(
+        train(elsewhere.path(), &["--epochs", "2", "--resume"]),
+        "no resume file at m.resume.safetensors",
+    );
 }
 
 /// Runs `train` with `extra` flags on a tiny corpus and expects a rejection

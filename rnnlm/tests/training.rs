@@ -1,9 +1,9 @@
 //! The trainer on small synthetic data: repeatability, learning, the
-//! learning-rate schedules and divergence handling.
+//! learning-rate schedules, resuming and divergence handling.
 
 use rnnlm::model::{Init, Model, ModelConfig};
 use rnnlm::train::{
-    EpochSummary, LrSchedule, Observer, Progress, TrainError, TrainOptions, Trainer,
+    EpochSummary, LrSchedule, Observer, Progress, TrainError, TrainOptions, TrainState, Trainer,
 };
 use rnnlm::workspace::Dropout;
 use rnnlm_kernels::Kernels;
@@ -42,6 +42,8 @@ fn options() -> TrainOptions {
 struct Recorder {
     epochs: Vec<EpochSummary>,
     progress: usize,
+    /// The state and parameters at each epoch's end, as a resume file keeps them.
+    resume_points: Vec<(TrainState, Vec<f32>)>,
 }
 
 impl Observer for Recorder {
@@ -49,8 +51,15 @@ impl Observer for Recorder {
         self.progress += 1;
     }
 
-    fn on_epoch(&mut self, summary: &EpochSummary, _: &Model) -> Result<(), TrainError> {
+    fn on_epoch(
+        &mut self,
+        summary: &EpochSummary,
+        model: &Model,
+        state: &TrainState,
+    ) -> Result<(), TrainError> {
         self.epochs.push(*summary);
+        self.resume_points
+            .push((state.clone(), model.params.clone()));
         Ok(())
     }
 }
@@ -142,6 +151,78 @@ fn plateau_schedule_divides_only_after_no_improvement() {
             expected_lr /= 4.0;
         }
     }
+}
+
+/// Trains `options.epochs` epochs on 2 threads without a best-parameter copy,
+/// so the model ends with the last parameters. When `from` is given, the run
+/// resumes from that state and those parameters.
+fn run_from(options: TrainOptions, from: Option<(TrainState, Vec<f32>)>) -> Recorder {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        let mut model = Model::new(config(), Init::Uniform(0.1), 5).unwrap();
+        let resume = from.map(|(state, params)| {
+            model.params = params;
+            state
+        });
+        let mut trainer = Trainer::new(model, options, Kernels::process(), 2);
+        trainer.keep_best_in_memory(false);
+        if let Some(state) = resume {
+            trainer.resume(state);
+        }
+        let mut recorder = Recorder::default();
+        trainer
+            .run(&corpus(2000), &corpus(300), 0, &mut recorder)
+            .unwrap();
+        recorder
+    })
+}
+
+#[test]
+fn resume_matches_uninterrupted_run() {
+    let options = TrainOptions {
+        epochs: 3,
+        // The rate changes after epoch 1, so the state must carry it.
+        schedule: LrSchedule::AfterEpoch {
+            after: 1,
+            factor: 2.0,
+        },
+        ..options()
+    };
+    let straight = run_from(options.clone(), None);
+
+    let first = run_from(
+        TrainOptions {
+            epochs: 1,
+            ..options.clone()
+        },
+        None,
+    );
+    let (state, params) = first.resume_points[0].clone();
+    // Through JSON, as the CLI's resume file stores it.
+    let state: TrainState = serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
+    assert_eq!(state.epochs_done, 1);
+    assert_eq!(state.lr, 2.5);
+    let resumed = run_from(options.clone(), Some((state, params)));
+
+    assert_eq!(resumed.epochs.len(), 2);
+    for (a, b) in straight.epochs[1..].iter().zip(&resumed.epochs) {
+        assert_eq!(a.epoch, b.epoch);
+        assert_eq!(a.train_ppl, b.train_ppl, "epoch {}", a.epoch);
+        assert_eq!(a.valid_ppl, b.valid_ppl, "epoch {}", a.epoch);
+        assert_eq!(a.lr, b.lr);
+        assert_eq!(a.tokens_seen, b.tokens_seen);
+        assert_eq!(a.global_step, b.global_step);
+    }
+    assert_eq!(straight.resume_points[2].1, resumed.resume_points[1].1);
+
+    // Resuming without the generator's state would draw other masks.
+    let (mut state, params) = first.resume_points[0].clone();
+    state.rng = rnnlm_kernels::dropout_rng(1);
+    let wrong_rng = run_from(options, Some((state, params)));
+    assert_ne!(straight.epochs[1].train_ppl, wrong_rng.epochs[0].train_ppl);
 }
 
 #[test]

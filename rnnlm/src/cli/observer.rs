@@ -1,6 +1,7 @@
 //! Training progress for people and programs: a progress bar on a terminal
 //! (plain lines otherwise), one summary line per epoch, JSON metrics lines,
-//! and the best checkpoint written whenever validation improves.
+//! the best checkpoint written whenever validation improves, and a resume
+//! file with the last parameters and the training state after every epoch.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -11,16 +12,26 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rnnlm::checkpoint;
 use rnnlm::corpus::Vocab;
 use rnnlm::model::Model;
-use rnnlm::train::{EpochSummary, Observer, Progress, TrainError};
+use rnnlm::train::{EpochSummary, Observer, Progress, TrainError, TrainState};
 use serde_json::json;
 
 pub struct CliObserver {
     metrics: Option<File>,
     save: PathBuf,
+    resume: PathBuf,
     vocab: Vocab,
     info: HashMap<String, String>,
     bar: Option<ProgressBar>,
 }
+
+/// Returns the path of the resume file (last parameters and training state)
+/// of a run whose best model goes to `save`: beside it, `NAME.resume.safetensors`.
+pub fn resume_path(save: &Path) -> PathBuf {
+    save.with_extension("resume.safetensors")
+}
+
+/// Metadata key of the serialised [`TrainState`] in a resume file.
+pub const STATE_KEY: &str = "train_state";
 
 impl CliObserver {
     pub fn new(
@@ -46,6 +57,7 @@ impl CliObserver {
         };
         Ok(CliObserver {
             metrics,
+            resume: resume_path(&save),
             save,
             vocab,
             info,
@@ -128,7 +140,12 @@ impl Observer for CliObserver {
         }));
     }
 
-    fn on_epoch(&mut self, summary: &EpochSummary, model: &Model) -> Result<(), TrainError> {
+    fn on_epoch(
+        &mut self,
+        summary: &EpochSummary,
+        model: &Model,
+        state: &TrainState,
+    ) -> Result<(), TrainError> {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
@@ -154,13 +171,22 @@ impl Observer for CliObserver {
             "elapsed_secs": summary.elapsed_secs,
             "improved": summary.improved,
         }));
+        let mut info = self.info.clone();
+        info.insert("valid_ppl".into(), valid);
+        info.insert("epoch".into(), summary.epoch.to_string());
+        let save = |path: &Path, info: &HashMap<String, String>| {
+            checkpoint::save(path, model, &self.vocab, info)
+                .map_err(|e| TrainError::Observer(e.to_string()))
+        };
+        // The best model first: a crash between the two writes then leaves
+        // a resume file one epoch behind, which only repeats that epoch.
         if summary.improved {
-            let mut info = self.info.clone();
-            info.insert("valid_ppl".into(), valid);
-            info.insert("epoch".into(), summary.epoch.to_string());
-            checkpoint::save(&self.save, model, &self.vocab, &info)
-                .map_err(|e| TrainError::Observer(e.to_string()))?;
+            save(&self.save, &info)?;
         }
-        Ok(())
+        info.insert(
+            STATE_KEY.into(),
+            serde_json::to_string(state).expect("training state serialises"),
+        );
+        save(&self.resume, &info)
     }
 }

@@ -12,11 +12,11 @@ use rnnlm::fetch::{FetchOptions, ensure_ptb};
 use rnnlm::model::{Init, Model, ModelConfig};
 use rnnlm::runtime::{init_threads, kernels_from_env};
 use rnnlm::step::Compute;
-use rnnlm::train::{LrSchedule, TrainOptions, Trainer};
+use rnnlm::train::{LrSchedule, TrainOptions, TrainState, Trainer};
 use rnnlm::workspace::Dropout;
 
 use super::CliResult;
-use super::observer::CliObserver;
+use super::observer::{CliObserver, STATE_KEY, resume_path};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum DropoutMode {
@@ -48,6 +48,11 @@ pub struct TrainArgs {
     /// Append JSON lines with progress and per-epoch results to this file.
     #[arg(long)]
     metrics: Option<PathBuf>,
+    /// Continue the run saved at --save from its last completed epoch (its
+    /// resume file, e.g. rnnlm-best.resume.safetensors). Give the flags of
+    /// the first run; only --epochs, --threads, --metrics and --data may change.
+    #[arg(long)]
+    resume: bool,
 
     /// Hidden size H of each LSTM layer.
     #[arg(long, default_value_t = 650)]
@@ -212,7 +217,13 @@ pub fn run(args: TrainArgs) -> CliResult {
     let options = args.train_options();
     options.validate(corpus.train.len())?;
     let config = args.model_config(corpus.vocab.len());
-    let model = Model::new(config.clone(), args.init(), args.seed)?;
+    let (model, state) = if args.resume {
+        let (model, state) = load_resume(&args, &options, &config, &corpus)?;
+        (model, Some(state))
+    } else {
+        warn_before_replacing(&args.save);
+        (Model::new(config.clone(), args.init(), args.seed)?, None)
+    };
     tracing::info!(
         "model: V {} Emb {} H {} L {} tied {}: {} parameters; kernels {}, {threads} threads",
         config.vocab,
@@ -243,6 +254,15 @@ pub fn run(args: TrainArgs) -> CliResult {
         info,
     )?;
     let mut trainer = Trainer::new(model, options, kernels, threads);
+    if let Some(state) = state {
+        tracing::info!(
+            "resuming after epoch {} at lr {} (best valid ppl {:.2})",
+            state.epochs_done,
+            state.lr,
+            state.best_valid_ppl
+        );
+        trainer.resume(state);
+    }
     // The observer writes the best model to disk at every improvement, so
     // holding a second copy of the parameters in memory would only raise
     // the peak resident size.
@@ -263,4 +283,113 @@ pub fn run(args: TrainArgs) -> CliResult {
     );
     observer.finish(best_valid, test.perplexity())?;
     Ok(())
+}
+
+/// Reads the resume file of the run at `args.save` and checks that it
+/// continues the run the flags describe. Returns its last parameters and
+/// the training state.
+fn load_resume(
+    args: &TrainArgs,
+    options: &TrainOptions,
+    config: &ModelConfig,
+    corpus: &Corpus,
+) -> Result<(Model, TrainState), Box<dyn std::error::Error>> {
+    let path = resume_path(&args.save);
+    if !path.exists() {
+        return Err(format!(
+            "--resume: no resume file at {}; it is written after each epoch of a run with \
+             --save {}; pass the --save of the run to continue, or drop --resume to start anew",
+            path.display(),
+            args.save.display()
+        )
+        .into());
+    }
+    let saved = checkpoint::load(&path)?;
+    let broken = |what: &str| {
+        format!(
+            "--resume: {} has no valid {what}; it was not written by `rnnlm train`, \
+             or by an older version; drop --resume to start anew",
+            path.display()
+        )
+    };
+    let state: TrainState = saved
+        .info
+        .get(STATE_KEY)
+        .and_then(|json| serde_json::from_str(json).ok())
+        .ok_or_else(|| broken("training state"))?;
+    let first: TrainOptions = saved
+        .info
+        .get("train_options")
+        .and_then(|json| serde_json::from_str(json).ok())
+        .ok_or_else(|| broken("training options"))?;
+
+    let mut differences = differing_fields(&saved.model.config, config);
+    differences.extend(differing_fields(
+        &TrainOptions {
+            epochs: options.epochs,
+            ..first
+        },
+        options,
+    ));
+    if !differences.is_empty() {
+        return Err(format!(
+            "--resume: the run in {} was started with other settings ({}); give the flags \
+             of that run, changing only --epochs, --threads, --metrics or --data",
+            path.display(),
+            differences.join("; ")
+        )
+        .into());
+    }
+    if saved.vocab.words() != corpus.vocab.words() {
+        return Err(format!(
+            "--resume: the vocabulary in {} differs from the one of {}; \
+             resume with the training data of the first run",
+            path.display(),
+            args.data.join("ptb.train.txt").display()
+        )
+        .into());
+    }
+    if state.epochs_done >= options.epochs {
+        return Err(format!(
+            "--resume: the run in {} has already completed {} of {} epochs; \
+             pass --epochs above {} to train it further",
+            path.display(),
+            state.epochs_done,
+            options.epochs,
+            state.epochs_done
+        )
+        .into());
+    }
+    Ok((saved.model, state))
+}
+
+/// Lists "NAME: FIRST then, NOW now" for every top-level field where two
+/// values serialise differently.
+fn differing_fields<T: serde::Serialize>(first: &T, now: &T) -> Vec<String> {
+    let as_map = |value: &T| match serde_json::to_value(value) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => unreachable!("settings serialise to a JSON object"),
+    };
+    let (first, now) = (as_map(first), as_map(now));
+    first
+        .iter()
+        .filter(|(name, value)| now.get(*name) != Some(*value))
+        .map(|(name, value)| {
+            let current = now.get(name).map_or("none".to_string(), |v| v.to_string());
+            format!("{name}: {value} then, {current} now")
+        })
+        .collect()
+}
+
+/// Says so when a new run is about to replace the files of an earlier one.
+fn warn_before_replacing(save: &std::path::Path) {
+    let resume = resume_path(save);
+    if resume.exists() {
+        tracing::warn!(
+            "starting a new run: {} and {} will be replaced after its first epoch; \
+             stop now and pass --resume to continue the earlier run instead",
+            save.display(),
+            resume.display()
+        );
+    }
 }
