@@ -45,7 +45,10 @@ pub enum CheckpointError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("checkpoint {path} is not a valid safetensors file: {message}")]
+    #[error(
+        "checkpoint {path} is not a valid safetensors file: {message}; it may be truncated \
+         or another kind of file"
+    )]
     Format { path: PathBuf, message: String },
     #[error("checkpoint {path}: {message}")]
     Content { path: PathBuf, message: String },
@@ -95,6 +98,38 @@ pub fn save(
         let _ = fs::remove_file(&tmp);
     }
     result.map_err(write_error)
+}
+
+/// Reads only the metadata of a checkpoint: the safetensors header, without
+/// the tensors.
+pub fn read_info(path: &Path) -> Result<HashMap<String, String>, CheckpointError> {
+    use std::io::Read;
+
+    let read_error = |source| CheckpointError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let format_error = |message: &str| CheckpointError::Format {
+        path: path.to_path_buf(),
+        message: message.to_string(),
+    };
+    let mut file = File::open(path).map_err(read_error)?;
+    let mut size = [0u8; 8];
+    file.read_exact(&mut size).map_err(read_error)?;
+    let size = u64::from_le_bytes(size);
+    // The safetensors crate rejects headers over 100,000,000 bytes too.
+    if size > 100_000_000 {
+        return Err(format_error("the header length is over 100 MB"));
+    }
+    let mut header = vec![0u8; size as usize];
+    file.read_exact(&mut header).map_err(read_error)?;
+    let header: serde_json::Value =
+        serde_json::from_slice(&header).map_err(|e| format_error(&e.to_string()))?;
+    let metadata = header.get("__metadata__").cloned().unwrap_or_default();
+    if metadata.is_null() {
+        return Ok(HashMap::new());
+    }
+    serde_json::from_value(metadata).map_err(|e| format_error(&e.to_string()))
 }
 
 /// Reads a checkpoint written by [`save`] (or a PyTorch state dict with the

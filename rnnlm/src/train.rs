@@ -206,6 +206,38 @@ pub struct TrainState {
     pub rng: DropoutRng,
 }
 
+impl TrainState {
+    /// Checks the values a hand-edited or damaged file could get wrong,
+    /// naming the field on error.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.epochs_done == 0 {
+            return Err(ConfigError::new(
+                "epochs_done",
+                0,
+                "at least 1 (a state is saved after an epoch)",
+            ));
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err(ConfigError::new("lr", self.lr, "a finite number above 0"));
+        }
+        if !(self.best_valid_ppl >= 1.0 && self.best_valid_ppl.is_finite()) {
+            return Err(ConfigError::new(
+                "best_valid_ppl",
+                self.best_valid_ppl,
+                "a finite perplexity of at least 1",
+            ));
+        }
+        if !(self.elapsed_secs >= 0.0 && self.elapsed_secs.is_finite()) {
+            return Err(ConfigError::new(
+                "elapsed_secs",
+                self.elapsed_secs,
+                "a finite number of seconds",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Failures during training.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -213,7 +245,8 @@ pub enum TrainError {
     Config(#[from] ConfigError),
     #[error(
         "training diverged at epoch {epoch}, window {step}: the {what} is {value}; \
-         lower --lr (now {lr}) or --clip, or check the data; the best model so far was kept"
+         lower --lr (now {lr}) or --clip, or check the data; the best model so far was kept, \
+         and --resume with a lower --lr continues from the last completed epoch"
     )]
     Diverged {
         epoch: usize,
@@ -383,9 +416,15 @@ impl Trainer {
     /// end, with `self.model` holding the parameters of that moment: `run`
     /// then starts at epoch `state.epochs_done + 1` and counts windows,
     /// tokens and time on from there. A best-parameter copy kept in memory
-    /// starts from the resumed parameters; the CLI keeps the best model on
-    /// disk instead.
+    /// starts from the resumed parameters, which need not be the best of the
+    /// run: the CLI turns that copy off and keeps the best model on disk.
+    ///
+    /// # Panics
+    /// When `state` fails [`TrainState::validate`].
     pub fn resume(&mut self, state: TrainState) {
+        if let Err(error) = state.validate() {
+            panic!("Trainer::resume: invalid training state: {error}");
+        }
         self.epochs_done = state.epochs_done;
         self.lr = state.lr;
         self.best_valid_ppl = state.best_valid_ppl;
@@ -401,9 +440,9 @@ impl Trainer {
     }
 
     /// Trains from epoch `epochs_done() + 1` to `options.epochs`, validating
-    /// after each, and leaves the best parameters in `self.model` (the last
-    /// ones when the best are not kept in memory). Returns the summaries of
-    /// the epochs it ran.
+    /// after each. Leaves the best parameters in `self.model`: of this call's
+    /// epochs and the starting ones, or the last ones when the best are not
+    /// kept in memory. Returns the summaries of the epochs it ran.
     pub fn run(
         &mut self,
         train: &[u32],

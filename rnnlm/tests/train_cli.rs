@@ -99,8 +99,22 @@ fn resume_matches_uninterrupted_run() {
         "already completed 3 of 3 epochs",
     );
     fails_with(
-        train(dir.path(), &["--epochs", "4", "--resume", "--lr", "5"]),
-        "lr: 20.0 then, 5.0 now",
+        train(dir.path(), &["--epochs", "4", "--resume", "--layers", "1"]),
+        "--layers: 2 then, 1 now",
+    );
+    // --lr may change on a resume: it sets the rate from the next epoch on.
+    let slower = train(dir.path(), &["--epochs", "4", "--resume", "--lr", "5"]);
+    assert!(slower.status.success(), "{}", stderr(&slower));
+    let lines = epoch_lines(&slower);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with("epoch   4 |"), "{lines:?}");
+    assert!(lines[0].trim_end().ends_with("| lr 5"), "{lines:?}");
+
+    let valid = dir.path().join("data/ptb.valid.txt");
+    std::fs::write(&valid, "w1 w2 w3\n").unwrap();
+    fails_with(
+        train(dir.path(), &["--epochs", "5", "--resume"]),
+        "was trained on other text than the files in data",
     );
     let elsewhere = tempfile::tempdir().unwrap();
     write_corpus(elsewhere.path());

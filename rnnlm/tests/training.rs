@@ -180,49 +180,157 @@ fn run_from(options: TrainOptions, from: Option<(TrainState, Vec<f32>)>) -> Reco
     })
 }
 
+/// Checks that a run stopped after each epoch and resumed from the state
+/// its observer received ends as the uninterrupted run does: every later
+/// epoch's figures, improvement flag and rate, and the last parameters.
+/// Returns the uninterrupted run's summaries.
+fn assert_resume_repeats_run(options: TrainOptions) -> Vec<EpochSummary> {
+    let straight = run_from(options.clone(), None);
+    for stop in 1..options.epochs {
+        let first = run_from(
+            TrainOptions {
+                epochs: stop,
+                ..options.clone()
+            },
+            None,
+        );
+        let (state, params) = first.resume_points[stop - 1].clone();
+        // Through JSON, as the CLI's resume file stores it.
+        let json = serde_json::to_string(&state).unwrap();
+        let state: TrainState = serde_json::from_str(&json).unwrap();
+        assert_eq!(state.epochs_done, stop);
+        let resumed = run_from(options.clone(), Some((state, params)));
+
+        assert_eq!(resumed.epochs.len(), options.epochs - stop);
+        for (a, b) in straight.epochs[stop..].iter().zip(&resumed.epochs) {
+            assert_eq!(a.epoch, b.epoch);
+            assert_eq!(a.train_ppl, b.train_ppl, "stop {stop}, epoch {}", a.epoch);
+            assert_eq!(a.valid_ppl, b.valid_ppl, "stop {stop}, epoch {}", a.epoch);
+            assert_eq!(a.improved, b.improved, "stop {stop}, epoch {}", a.epoch);
+            assert_eq!(a.lr, b.lr, "stop {stop}, epoch {}", a.epoch);
+            assert_eq!(a.tokens_seen, b.tokens_seen);
+            assert_eq!(a.global_step, b.global_step);
+        }
+        // Everything but the wall time matches after the last epoch.
+        let last = options.epochs - 1;
+        let untimed = |(state, params): &(TrainState, Vec<f32>)| {
+            let state = TrainState {
+                elapsed_secs: 0.0,
+                ..state.clone()
+            };
+            (state, params.clone())
+        };
+        assert_eq!(
+            untimed(&straight.resume_points[last]),
+            untimed(&resumed.resume_points[last - stop]),
+            "stop {stop}: state and parameters after the last epoch"
+        );
+    }
+    straight.epochs
+}
+
 #[test]
-fn resume_matches_uninterrupted_run() {
-    let options = TrainOptions {
+fn resume_matches_run_after_epoch_schedule() {
+    let epochs = assert_resume_repeats_run(TrainOptions {
         epochs: 3,
-        // The rate changes after epoch 1, so the state must carry it.
         schedule: LrSchedule::AfterEpoch {
             after: 1,
             factor: 2.0,
         },
         ..options()
+    });
+    let rates: Vec<f32> = epochs.iter().map(|e| e.lr).collect();
+    assert_eq!(rates, [5.0, 2.5, 1.25]);
+}
+
+#[test]
+fn resume_matches_run_plateau_schedule() {
+    let epochs = assert_resume_repeats_run(TrainOptions {
+        epochs: 5,
+        // A rate this large overshoots, so some epochs fail to improve and
+        // the resumed run must carry both the best perplexity and the rate.
+        lr: 60.0,
+        clip: 5.0,
+        ..options()
+    });
+    let improved: Vec<bool> = epochs.iter().map(|e| e.improved).collect();
+    assert!(improved.contains(&false), "{improved:?}");
+}
+
+#[test]
+fn resume_needs_generator_state() {
+    let options = TrainOptions {
+        epochs: 2,
+        ..options()
     };
     let straight = run_from(options.clone(), None);
-
-    let first = run_from(
-        TrainOptions {
-            epochs: 1,
-            ..options.clone()
-        },
-        None,
-    );
-    let (state, params) = first.resume_points[0].clone();
-    // Through JSON, as the CLI's resume file stores it.
-    let state: TrainState = serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
-    assert_eq!(state.epochs_done, 1);
-    assert_eq!(state.lr, 2.5);
-    let resumed = run_from(options.clone(), Some((state, params)));
-
-    assert_eq!(resumed.epochs.len(), 2);
-    for (a, b) in straight.epochs[1..].iter().zip(&resumed.epochs) {
-        assert_eq!(a.epoch, b.epoch);
-        assert_eq!(a.train_ppl, b.train_ppl, "epoch {}", a.epoch);
-        assert_eq!(a.valid_ppl, b.valid_ppl, "epoch {}", a.epoch);
-        assert_eq!(a.lr, b.lr);
-        assert_eq!(a.tokens_seen, b.tokens_seen);
-        assert_eq!(a.global_step, b.global_step);
-    }
-    assert_eq!(straight.resume_points[2].1, resumed.resume_points[1].1);
-
-    // Resuming without the generator's state would draw other masks.
-    let (mut state, params) = first.resume_points[0].clone();
+    let (mut state, params) = straight.resume_points[0].clone();
     state.rng = rnnlm_kernels::dropout_rng(1);
     let wrong_rng = run_from(options, Some((state, params)));
     assert_ne!(straight.epochs[1].train_ppl, wrong_rng.epochs[0].train_ppl);
+}
+
+#[test]
+fn train_state_rejects_damaged_values() {
+    let state = run_from(
+        TrainOptions {
+            epochs: 1,
+            ..options()
+        },
+        None,
+    )
+    .resume_points[0]
+        .0
+        .clone();
+    assert!(state.validate().is_ok());
+    let cases = [
+        (
+            "epochs_done",
+            TrainState {
+                epochs_done: 0,
+                ..state.clone()
+            },
+        ),
+        (
+            "lr",
+            TrainState {
+                lr: -5.0,
+                ..state.clone()
+            },
+        ),
+        (
+            "lr",
+            TrainState {
+                lr: f32::NAN,
+                ..state.clone()
+            },
+        ),
+        (
+            "best_valid_ppl",
+            TrainState {
+                best_valid_ppl: 0.0,
+                ..state.clone()
+            },
+        ),
+        (
+            "best_valid_ppl",
+            TrainState {
+                best_valid_ppl: f64::INFINITY,
+                ..state.clone()
+            },
+        ),
+        (
+            "elapsed_secs",
+            TrainState {
+                elapsed_secs: -1.0,
+                ..state.clone()
+            },
+        ),
+    ];
+    for (field, damaged) in cases {
+        let error = damaged.validate().unwrap_err().to_string();
+        assert!(error.contains(field), "{field}: {error}");
+    }
 }
 
 #[test]

@@ -25,13 +25,21 @@ pub struct CliObserver {
 }
 
 /// Returns the path of the resume file (last parameters and training state)
-/// of a run whose best model goes to `save`: beside it, `NAME.resume.safetensors`.
+/// of a run whose best model goes to `save`: beside it, the file name with a
+/// `.safetensors` ending replaced by, or any other name followed by,
+/// `.resume.safetensors`.
 pub fn resume_path(save: &Path) -> PathBuf {
-    save.with_extension("resume.safetensors")
+    let name = save.file_name().unwrap_or_default().to_string_lossy();
+    let stem = name.strip_suffix(".safetensors").unwrap_or(&name);
+    save.with_file_name(format!("{stem}.resume.safetensors"))
 }
 
 /// Metadata key of the serialised [`TrainState`] in a resume file.
 pub const STATE_KEY: &str = "train_state";
+
+/// Metadata key of the validation perplexity at full precision. The
+/// `valid_ppl` key has it as printed.
+pub const VALID_PPL_KEY: &str = "valid_ppl_full";
 
 impl CliObserver {
     pub fn new(
@@ -74,6 +82,20 @@ impl CliObserver {
             );
             self.metrics = None;
         }
+    }
+
+    /// Writes a `resume` record: the run continues from `state`, and records
+    /// after the state's `tokens_seen` that are already in the file belong to
+    /// an interrupted epoch that is trained again.
+    pub fn resumed(&mut self, state: &TrainState) {
+        self.write_metrics(json!({
+            "event": "resume",
+            "epoch": state.epochs_done,
+            "step": state.global_step,
+            "tokens_seen": state.tokens_seen,
+            "lr": state.lr,
+            "best_valid_ppl": state.best_valid_ppl,
+        }));
     }
 
     /// Writes the closing metrics record.
@@ -173,6 +195,7 @@ impl Observer for CliObserver {
         }));
         let mut info = self.info.clone();
         info.insert("valid_ppl".into(), valid);
+        info.insert(VALID_PPL_KEY.into(), summary.valid_ppl.to_string());
         info.insert("epoch".into(), summary.epoch.to_string());
         let save = |path: &Path, info: &HashMap<String, String>| {
             checkpoint::save(path, model, &self.vocab, info)
@@ -188,5 +211,24 @@ impl Observer for CliObserver {
             serde_json::to_string(state).expect("training state serialises"),
         );
         save(&self.resume, &info)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resume_path_keeps_each_name_apart() {
+        let cases = [
+            ("rnnlm-best.safetensors", "rnnlm-best.resume.safetensors"),
+            ("runs/a.safetensors", "runs/a.resume.safetensors"),
+            ("run.v1", "run.v1.resume.safetensors"),
+            ("run.v2", "run.v2.resume.safetensors"),
+            ("model", "model.resume.safetensors"),
+        ];
+        for (save, resume) in cases {
+            assert_eq!(resume_path(Path::new(save)), Path::new(resume), "{save}");
+        }
     }
 }

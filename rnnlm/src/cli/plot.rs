@@ -71,8 +71,10 @@ fn partial_path(out: &Path) -> PathBuf {
 
 /// Reads the records of the last run in `text`: a run starts again when
 /// `tokens_seen` goes down, as when a second training appends to the file.
-/// Records of other events are skipped, and so are perplexities written as
-/// `null` (a diverged run's NaN or infinity).
+/// A `resume` record continues the run from its `tokens_seen` instead and
+/// drops the points after it, which the resumed run trains again. Records
+/// of other events are skipped, and so are perplexities written as `null`
+/// (a diverged run's NaN or infinity).
 fn parse_metrics(text: &str, path: &Path) -> Result<Curves, String> {
     let mut curves = Curves::default();
     let mut last_tokens = 0.0;
@@ -95,6 +97,21 @@ fn parse_metrics(text: &str, path: &Path) -> Result<Curves, String> {
             .get("event")
             .and_then(Value::as_str)
             .ok_or_else(|| invalid("no string field `event`".into()))?;
+        if event == "resume" {
+            let tokens = record
+                .get("tokens_seen")
+                .and_then(Value::as_f64)
+                .ok_or_else(|| invalid("resume record has no number `tokens_seen`".into()))?;
+            for points in [
+                &mut curves.train,
+                &mut curves.epoch_train,
+                &mut curves.valid,
+            ] {
+                points.retain(|&(seen, _)| seen <= tokens);
+            }
+            last_tokens = tokens;
+            continue;
+        }
         if event != "progress" && event != "epoch" {
             continue;
         }
@@ -317,6 +334,21 @@ mod tests {
         let curves = parse(text).expect("valid metrics");
         assert_eq!(curves.valid, vec![(10.0, 70.0)]);
         assert!(curves.train.is_empty());
+    }
+
+    #[test]
+    fn parse_continues_run_after_resume() {
+        // Epoch 2 stopped after one report; the resumed run trains it again.
+        let text = r#"{"event":"progress","tokens_seen":50,"train_ppl":90.0}
+{"event":"epoch","tokens_seen":100,"train_ppl":80.0,"valid_ppl":85.0}
+{"event":"progress","tokens_seen":150,"train_ppl":70.0}
+{"event":"resume","epoch":1,"tokens_seen":100,"lr":20.0}
+{"event":"progress","tokens_seen":150,"train_ppl":71.0}
+{"event":"epoch","tokens_seen":200,"train_ppl":65.0,"valid_ppl":75.0}
+"#;
+        let curves = parse(text).expect("valid metrics");
+        assert_eq!(curves.train, vec![(50.0, 90.0), (150.0, 71.0)]);
+        assert_eq!(curves.valid, vec![(100.0, 85.0), (200.0, 75.0)]);
     }
 
     #[test]

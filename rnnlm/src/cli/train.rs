@@ -1,7 +1,7 @@
 //! `rnnlm train`.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use rnnlm::checkpoint;
@@ -16,7 +16,7 @@ use rnnlm::train::{LrSchedule, TrainOptions, TrainState, Trainer};
 use rnnlm::workspace::Dropout;
 
 use super::CliResult;
-use super::observer::{CliObserver, STATE_KEY, resume_path};
+use super::observer::{CliObserver, STATE_KEY, VALID_PPL_KEY, resume_path};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum DropoutMode {
@@ -49,8 +49,9 @@ pub struct TrainArgs {
     #[arg(long)]
     metrics: Option<PathBuf>,
     /// Continue the run saved at --save from its last completed epoch (its
-    /// resume file, e.g. rnnlm-best.resume.safetensors). Give the flags of
-    /// the first run; only --epochs, --threads, --metrics and --data may change.
+    /// resume file, e.g. rnnlm-best.resume.safetensors). Repeat the flags of
+    /// the first run. --epochs, --threads and --metrics may change, and
+    /// --lr or --clip set the rate or the clip norm from the next epoch on.
     #[arg(long)]
     resume: bool,
 
@@ -89,9 +90,9 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value_t = DropoutMode::Variational)]
     dropout_mode: DropoutMode,
 
-    /// Initial SGD learning rate (on the mean loss of a window).
-    #[arg(long, default_value_t = 20.0)]
-    lr: f32,
+    /// Initial SGD learning rate (on the mean loss of a window) [default: 20].
+    #[arg(long)]
+    lr: Option<f32>,
     /// Divide the learning rate by this factor when it decays.
     #[arg(long, default_value_t = 4.0)]
     lr_decay: f32,
@@ -99,9 +100,9 @@ pub struct TrainArgs {
     /// the validation perplexity did not improve.
     #[arg(long)]
     lr_decay_after: Option<usize>,
-    /// Clip the global gradient L2 norm to this value.
-    #[arg(long, default_value_t = 0.25)]
-    clip: f32,
+    /// Clip the global gradient L2 norm to this value [default: 0.25].
+    #[arg(long)]
+    clip: Option<f32>,
     /// Number of epochs.
     #[arg(long, default_value_t = 40)]
     epochs: usize,
@@ -124,6 +125,10 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1)]
     seed: u64,
 }
+
+/// The book's learning rate and clip norm, the defaults of --lr and --clip.
+const DEFAULT_LR: f32 = 20.0;
+const DEFAULT_CLIP: f32 = 0.25;
 
 impl TrainArgs {
     fn model_config(&self, vocab: usize) -> ModelConfig {
@@ -149,9 +154,9 @@ impl TrainArgs {
         TrainOptions {
             batch: self.batch,
             bptt: self.bptt,
-            lr: self.lr,
+            lr: self.lr.unwrap_or(DEFAULT_LR),
             schedule,
-            clip: self.clip,
+            clip: self.clip.unwrap_or(DEFAULT_CLIP),
             epochs: self.epochs,
             dropout: Dropout {
                 embed: self.dropout_embed.unwrap_or(self.dropout),
@@ -214,12 +219,15 @@ pub fn run(args: TrainArgs) -> CliResult {
         .vocab
         .eos()
         .ok_or("the training file has no lines, so the vocabulary has no <eos>")?;
-    let options = args.train_options();
+    let mut options = args.train_options();
     options.validate(corpus.train.len())?;
     let config = args.model_config(corpus.vocab.len());
+    let fingerprint = corpus_fingerprint(&corpus);
     let (model, state) = if args.resume {
-        let (model, state) = load_resume(&args, &options, &config, &corpus)?;
-        (model, Some(state))
+        let resumed = load_resume(&args, &config, &corpus, &fingerprint)?;
+        options = resumed.options;
+        options.validate(corpus.train.len())?;
+        (resumed.model, Some(resumed.state))
     } else {
         warn_before_replacing(&args.save);
         (Model::new(config.clone(), args.init(), args.seed)?, None)
@@ -247,6 +255,7 @@ pub fn run(args: TrainArgs) -> CliResult {
         "train_options".to_string(),
         serde_json::to_string(&options)?,
     );
+    info.insert(CORPUS_KEY.to_string(), fingerprint);
     let mut observer = CliObserver::new(
         args.metrics.as_deref(),
         args.save.clone(),
@@ -261,6 +270,7 @@ pub fn run(args: TrainArgs) -> CliResult {
             state.lr,
             state.best_valid_ppl
         );
+        observer.resumed(&state);
         trainer.resume(state);
     }
     // The observer writes the best model to disk at every improvement, so
@@ -285,90 +295,186 @@ pub fn run(args: TrainArgs) -> CliResult {
     Ok(())
 }
 
+/// Metadata key of the corpus fingerprint, which a resume compares.
+const CORPUS_KEY: &str = "corpus";
+
+/// Returns the token counts of the training and validation splits and an
+/// FNV-1a hash of their token ids, which change whenever either text does.
+fn corpus_fingerprint(corpus: &Corpus) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &id in corpus.train.iter().chain(&corpus.valid) {
+        for byte in id.to_le_bytes() {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!(
+        "train {} tokens, valid {} tokens, fnv1a-64 {hash:016x}",
+        corpus.train.len(),
+        corpus.valid.len()
+    )
+}
+
+/// The contents of a resume file: the last parameters, the training state
+/// and the options that continue the run.
+struct Resumed {
+    model: Model,
+    state: TrainState,
+    options: TrainOptions,
+}
+
 /// Reads the resume file of the run at `args.save` and checks that it
-/// continues the run the flags describe. Returns its last parameters and
-/// the training state.
+/// continues the run the flags describe. The options are the first run's,
+/// with --epochs, and --lr and --clip when given, from the flags.
 fn load_resume(
     args: &TrainArgs,
-    options: &TrainOptions,
     config: &ModelConfig,
     corpus: &Corpus,
-) -> Result<(Model, TrainState), Box<dyn std::error::Error>> {
+    fingerprint: &str,
+) -> Result<Resumed, Box<dyn std::error::Error>> {
     let path = resume_path(&args.save);
+    let start_anew = "drop --resume to start a new run";
     if !path.exists() {
         return Err(format!(
             "--resume: no resume file at {}; it is written after each epoch of a run with \
-             --save {}; pass the --save of the run to continue, or drop --resume to start anew",
+             --save {}; pass the --save of the run to continue, or {start_anew}",
             path.display(),
             args.save.display()
         )
         .into());
     }
-    let saved = checkpoint::load(&path)?;
-    let broken = |what: &str| {
+    let saved = checkpoint::load(&path).map_err(|e| format!("--resume: {e}; {start_anew}"))?;
+    let metadata = |key: &str| {
+        saved.info.get(key).ok_or_else(|| {
+            format!(
+                "--resume: {} has no `{key}` metadata, so `rnnlm train` did not write it; \
+                 {start_anew}",
+                path.display()
+            )
+        })
+    };
+    let invalid = |what: &str, error: &dyn std::fmt::Display| {
         format!(
-            "--resume: {} has no valid {what}; it was not written by `rnnlm train`, \
-             or by an older version; drop --resume to start anew",
+            "--resume: {} has an invalid {what}: {error}; {start_anew}",
             path.display()
         )
     };
-    let state: TrainState = saved
-        .info
-        .get(STATE_KEY)
-        .and_then(|json| serde_json::from_str(json).ok())
-        .ok_or_else(|| broken("training state"))?;
-    let first: TrainOptions = saved
-        .info
-        .get("train_options")
-        .and_then(|json| serde_json::from_str(json).ok())
-        .ok_or_else(|| broken("training options"))?;
+    let mut state: TrainState =
+        serde_json::from_str(metadata(STATE_KEY)?).map_err(|e| invalid("training state", &e))?;
+    state
+        .validate()
+        .map_err(|e| invalid("training state", &e))?;
+    let first: TrainOptions = serde_json::from_str(metadata("train_options")?)
+        .map_err(|e| invalid("record of the training options", &e))?;
 
+    let same_data = saved.vocab.words() == corpus.vocab.words()
+        && saved
+            .info
+            .get(CORPUS_KEY)
+            .is_none_or(|saved| saved == fingerprint);
+    if !same_data {
+        return Err(format!(
+            "--resume: the run in {} was trained on other text than the files in {} \
+             (its corpus: {}; now: {fingerprint}); resume with the --data of that run",
+            path.display(),
+            args.data.display(),
+            saved.info.get(CORPUS_KEY).map_or("unknown", String::as_str)
+        )
+        .into());
+    }
+
+    // --lr and --clip may change; every other option must be the first run's.
+    let given = args.train_options();
     let mut differences = differing_fields(&saved.model.config, config);
     differences.extend(differing_fields(
         &TrainOptions {
-            epochs: options.epochs,
-            ..first
+            epochs: given.epochs,
+            ..first.clone()
         },
-        options,
+        &TrainOptions {
+            lr: first.lr,
+            clip: first.clip,
+            ..given.clone()
+        },
     ));
     if !differences.is_empty() {
         return Err(format!(
-            "--resume: the run in {} was started with other settings ({}); give the flags \
-             of that run, changing only --epochs, --threads, --metrics or --data",
+            "--resume: the run in {} was started with other settings ({}); repeat the \
+             flags of that run",
             path.display(),
             differences.join("; ")
         )
         .into());
     }
-    if saved.vocab.words() != corpus.vocab.words() {
-        return Err(format!(
-            "--resume: the vocabulary in {} differs from the one of {}; \
-             resume with the training data of the first run",
-            path.display(),
-            args.data.join("ptb.train.txt").display()
-        )
-        .into());
-    }
-    if state.epochs_done >= options.epochs {
+    if state.epochs_done >= given.epochs {
         return Err(format!(
             "--resume: the run in {} has already completed {} of {} epochs; \
              pass --epochs above {} to train it further",
             path.display(),
             state.epochs_done,
-            options.epochs,
+            given.epochs,
             state.epochs_done
         )
         .into());
     }
-    Ok((saved.model, state))
+
+    if let Some(lr) = args.lr {
+        tracing::info!(
+            "--lr {lr} replaces the saved rate {} from the next epoch",
+            state.lr
+        );
+        state.lr = lr;
+    }
+    best_on_disk(&args.save, &mut state);
+    Ok(Resumed {
+        model: saved.model,
+        state,
+        options: TrainOptions {
+            epochs: given.epochs,
+            clip: args.clip.unwrap_or(first.clip),
+            ..first
+        },
+    })
 }
 
-/// Lists "NAME: FIRST then, NOW now" for every top-level field where two
+/// Lowers the state's best perplexity to that of the best model on disk
+/// when the disk's is lower. A crash between the two writes of an epoch
+/// leaves the resume file one epoch behind the best model, and the repeated
+/// epoch must not replace that model with a worse one.
+fn best_on_disk(save: &Path, state: &mut TrainState) {
+    // Files from before the full-precision key have the printed value only.
+    let on_disk = checkpoint::read_info(save).ok().and_then(|info| {
+        let ppl = info.get(VALID_PPL_KEY).or(info.get("valid_ppl"))?;
+        ppl.parse::<f64>().ok()
+    });
+    match on_disk {
+        Some(ppl) if ppl < state.best_valid_ppl => {
+            tracing::info!(
+                "{} has valid ppl {ppl:.2}, below the resume file's best {:.2}; \
+                 later epochs must beat {ppl:.2}",
+                save.display(),
+                state.best_valid_ppl
+            );
+            state.best_valid_ppl = ppl;
+        }
+        Some(_) => {}
+        None => tracing::warn!(
+            "no readable best model at {}; the next epoch that beats valid ppl {:.2} writes it",
+            save.display(),
+            state.best_valid_ppl
+        ),
+    }
+}
+
+/// Lists "FLAG: FIRST then, NOW now" for every top-level field where two
 /// values serialise differently.
 fn differing_fields<T: serde::Serialize>(first: &T, now: &T) -> Vec<String> {
-    let as_map = |value: &T| match serde_json::to_value(value) {
-        Ok(serde_json::Value::Object(map)) => map,
-        _ => unreachable!("settings serialise to a JSON object"),
+    // Through text, so that an f32 prints as 0.3 and not as its f64 widening.
+    let as_map = |value: &T| {
+        let text = serde_json::to_string(value).expect("settings serialise");
+        match serde_json::from_str(&text) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => unreachable!("settings serialise to a JSON object"),
+        }
     };
     let (first, now) = (as_map(first), as_map(now));
     first
@@ -376,13 +482,31 @@ fn differing_fields<T: serde::Serialize>(first: &T, now: &T) -> Vec<String> {
         .filter(|(name, value)| now.get(*name) != Some(*value))
         .map(|(name, value)| {
             let current = now.get(name).map_or("none".to_string(), |v| v.to_string());
-            format!("{name}: {value} then, {current} now")
+            format!("{}: {value} then, {current} now", flag_for(name))
         })
         .collect()
 }
 
+/// Returns the flag that sets a field of `ModelConfig` or `TrainOptions`.
+fn flag_for(field: &str) -> &str {
+    match field {
+        "embed" => "--embed",
+        "hidden" => "--hidden",
+        "layers" => "--layers",
+        "tied" => "--no-tie",
+        "batch" => "--batch",
+        "bptt" => "--bptt",
+        "schedule" => "--lr-decay/--lr-decay-after",
+        "dropout" => "--dropout, --dropout-* or --dropout-mode",
+        "max_steps" => "--max-steps",
+        "seed" => "--seed",
+        "eval_batch" => "--eval-batch",
+        other => other,
+    }
+}
+
 /// Says so when a new run is about to replace the files of an earlier one.
-fn warn_before_replacing(save: &std::path::Path) {
+fn warn_before_replacing(save: &Path) {
     let resume = resume_path(save);
     if resume.exists() {
         tracing::warn!(
@@ -391,5 +515,69 @@ fn warn_before_replacing(save: &std::path::Path) {
             save.display(),
             resume.display()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use rnnlm::corpus::Vocab;
+
+    fn state(best_valid_ppl: f64) -> TrainState {
+        TrainState {
+            epochs_done: 2,
+            lr: 5.0,
+            best_valid_ppl,
+            global_step: 10,
+            tokens_seen: 100,
+            elapsed_secs: 1.0,
+            rng: rnnlm_kernels::dropout_rng(1),
+        }
+    }
+
+    #[test]
+    fn best_on_disk_lowers_only_a_higher_best() {
+        let dir = tempfile::tempdir().unwrap();
+        let save = dir.path().join("best.safetensors");
+        let config = ModelConfig {
+            vocab: 3,
+            embed: 4,
+            hidden: 4,
+            layers: 1,
+            tied: true,
+        };
+        let model = Model::new(config, Init::Uniform(0.1), 1).unwrap();
+        let vocab = Vocab::from_words(vec!["a".into(), "b".into(), "<eos>".into()]).unwrap();
+        let info = HashMap::from([(VALID_PPL_KEY.to_string(), "10.5".to_string())]);
+        checkpoint::save(&save, &model, &vocab, &info).unwrap();
+
+        let mut higher = state(12.0);
+        best_on_disk(&save, &mut higher);
+        assert_eq!(higher.best_valid_ppl, 10.5);
+        let mut lower = state(9.0);
+        best_on_disk(&save, &mut lower);
+        assert_eq!(lower.best_valid_ppl, 9.0);
+        let mut missing = state(12.0);
+        best_on_disk(&dir.path().join("none.safetensors"), &mut missing);
+        assert_eq!(missing.best_valid_ppl, 12.0);
+    }
+
+    #[test]
+    fn differing_fields_name_flags() {
+        let first = TrainOptions::default();
+        let now = TrainOptions {
+            batch: 10,
+            dropout: Dropout::uniform(0.3),
+            ..TrainOptions::default()
+        };
+        let differences = differing_fields(&first, &now);
+        assert_eq!(differences.len(), 2, "{differences:?}");
+        assert_eq!(differences[0], "--batch: 20 then, 10 now");
+        assert!(
+            differences[1].starts_with("--dropout, --dropout-* or --dropout-mode: "),
+            "{differences:?}"
+        );
+        assert!(differences[1].contains(":0.3,"), "{differences:?}");
     }
 }
