@@ -262,6 +262,12 @@ pub fn run(args: TrainArgs) -> CliResult {
         corpus.vocab.clone(),
         info,
     )?;
+    tracing::info!(
+        "after each epoch: the best model so far goes to {}, and the state to continue \
+         from with --resume to {}",
+        args.save.display(),
+        resume_path(&args.save).display()
+    );
     let mut trainer = Trainer::new(model, options, kernels, threads);
     if let Some(state) = state {
         tracing::info!(
