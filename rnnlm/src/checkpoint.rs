@@ -196,11 +196,19 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
                 view.shape()
             )));
         }
-        Ok(view
+        let values: Vec<f32> = view
             .data()
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect())
+            .collect();
+        if let Some(index) = values.iter().position(|v| !v.is_finite()) {
+            return Err(content_error(format!(
+                "tensor `{name}` has the value {} at flat index {index}; the file is damaged, \
+                 so use another checkpoint",
+                values[index]
+            )));
+        }
+        Ok(values)
     };
 
     let mut model = Model::from_params(

@@ -38,11 +38,14 @@ pub fn kernels_from_env() -> Result<Kernels, RuntimeError> {
 /// Sizes rayon's global pool to `threads` (0 means one per logical CPU) and
 /// returns the number of threads it has.
 pub fn init_threads(threads: usize) -> Result<usize, RuntimeError> {
-    let threads = if threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        threads
-    };
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = if threads == 0 { cpus } else { threads };
+    if threads > cpus {
+        tracing::warn!(
+            "--threads {threads} is more than the {cpus} logical CPUs here: threads then wait \
+             on each other and run slower; 0 picks one per CPU"
+        );
+    }
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build_global()

@@ -3,7 +3,10 @@
 
 mod tiny_model;
 
+use std::collections::HashMap;
+
 use rnnlm::api::{ApiError, LanguageModel, SCORE_WINDOW};
+use rnnlm::checkpoint;
 use rnnlm::corpus::Vocab;
 use rnnlm::model::Model;
 use rnnlm::step::{Compute, Mode, forward};
@@ -390,4 +393,22 @@ fn load_reads_checkpoint() {
         .expect("missing file fails")
         .to_string();
     assert!(message.contains("missing.safetensors"), "{message}");
+}
+
+#[test]
+fn checkpoint_load_rejects_nan_weight() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("nan.safetensors");
+    let mut model = tiny_model::model(false);
+    let bias = model.layout.out_bias.clone();
+    model.params[bias][4] = f32::NAN;
+    checkpoint::save(&path, &model, &tiny_model::vocab(), &HashMap::new()).expect("saves");
+    let error = checkpoint::load(&path)
+        .err()
+        .expect("a NaN weight is rejected");
+    let message = error.to_string();
+    assert!(
+        message.contains("tensor `decoder.bias` has the value NaN at flat index 4"),
+        "{message}"
+    );
 }

@@ -66,6 +66,11 @@ fn resume_matches_uninterrupted_run() {
             "1",
             "--seed",
             "9",
+            // The rate halves after every epoch, so a resume must carry it.
+            "--lr-decay-after",
+            "1",
+            "--lr-decay",
+            "2",
             "--save",
             "m.safetensors",
         ];
@@ -96,24 +101,44 @@ fn resume_matches_uninterrupted_run() {
     };
     fails_with(
         train(dir.path(), &["--epochs", "3", "--resume"]),
-        "already completed 3 of 3 epochs",
+        "already completed 3 epochs; pass --epochs above 3",
     );
     fails_with(
         train(dir.path(), &["--epochs", "4", "--resume", "--layers", "1"]),
-        "--layers: 2 then, 1 now",
+        "--layers 2 then, 1 now",
     );
-    // --lr may change on a resume: it sets the rate from the next epoch on.
-    let slower = train(dir.path(), &["--epochs", "4", "--resume", "--lr", "5"]);
-    assert!(slower.status.success(), "{}", stderr(&slower));
-    let lines = epoch_lines(&slower);
-    assert_eq!(lines.len(), 1, "{lines:?}");
-    assert!(lines[0].starts_with("epoch   4 |"), "{lines:?}");
-    assert!(lines[0].trim_end().ends_with("| lr 5"), "{lines:?}");
+    fails_with(
+        train(dir.path(), &["--epochs", "4"]),
+        "pass --resume to continue it, --overwrite to start a new run",
+    );
+
+    // The saved rate after epoch 3 is 20 / 2^3. Repeating the first run's
+    // --lr 20 keeps it, and another value replaces it from the next epoch.
+    let last_lr = |output: &Output| {
+        assert!(output.status.success(), "{}", stderr(output));
+        let lines = epoch_lines(output);
+        let rate = lines.last().unwrap().rsplit("| lr").next().unwrap();
+        rate.trim().to_string()
+    };
+    assert_eq!(
+        last_lr(&train(
+            dir.path(),
+            &["--epochs", "4", "--resume", "--lr", "20"]
+        )),
+        "2.5"
+    );
+    assert_eq!(
+        last_lr(&train(
+            dir.path(),
+            &["--epochs", "5", "--resume", "--lr", "7"]
+        )),
+        "7"
+    );
 
     let valid = dir.path().join("data/ptb.valid.txt");
     std::fs::write(&valid, "w1 w2 w3\n").unwrap();
     fails_with(
-        train(dir.path(), &["--epochs", "5", "--resume"]),
+        train(dir.path(), &["--epochs", "6", "--resume"]),
         "was trained on other text than the files in data",
     );
     let elsewhere = tempfile::tempdir().unwrap();

@@ -48,10 +48,15 @@ pub struct TrainArgs {
     /// Append JSON lines with progress and per-epoch results to this file.
     #[arg(long)]
     metrics: Option<PathBuf>,
+    /// Start a new run even though the resume file of an earlier run with the
+    /// same --save exists; both of its files are replaced after the first epoch.
+    #[arg(long, conflicts_with = "resume")]
+    overwrite: bool,
     /// Continue the run saved at --save from its last completed epoch (its
     /// resume file, e.g. rnnlm-best.resume.safetensors). Repeat the flags of
-    /// the first run. --epochs, --threads and --metrics may change, and
-    /// --lr or --clip set the rate or the clip norm from the next epoch on.
+    /// the first run. --epochs, --threads and --metrics may change, and an
+    /// --lr or --clip other than the first run's sets the rate or the clip
+    /// norm from the next epoch on.
     #[arg(long)]
     resume: bool,
 
@@ -229,7 +234,7 @@ pub fn run(args: TrainArgs) -> CliResult {
         options.validate(corpus.train.len())?;
         (resumed.model, Some(resumed.state))
     } else {
-        warn_before_replacing(&args.save);
+        refuse_to_replace(&args)?;
         (Model::new(config.clone(), args.init(), args.seed)?, None)
     };
     tracing::info!(
@@ -271,9 +276,10 @@ pub fn run(args: TrainArgs) -> CliResult {
     let mut trainer = Trainer::new(model, options, kernels, threads);
     if let Some(state) = state {
         tracing::info!(
-            "resuming after epoch {} at lr {} (best valid ppl {:.2})",
+            "resuming after epoch {} at lr {}, clip {} (best valid ppl {:.2})",
             state.epochs_done,
             state.lr,
+            trainer.options.clip,
             state.best_valid_ppl
         );
         observer.resumed(&state);
@@ -388,20 +394,13 @@ fn load_resume(
         .into());
     }
 
-    // --lr and --clip may change; every other option must be the first run's.
+    // --epochs, --lr and --clip may change; every other setting must be the
+    // first run's.
     let given = args.train_options();
-    let mut differences = differing_fields(&saved.model.config, config);
-    differences.extend(differing_fields(
-        &TrainOptions {
-            epochs: given.epochs,
-            ..first.clone()
-        },
-        &TrainOptions {
-            lr: first.lr,
-            clip: first.clip,
-            ..given.clone()
-        },
-    ));
+    let differences = differing_settings(
+        &settings_as_flags(&saved.model.config, &first),
+        &settings_as_flags(config, &given),
+    );
     if !differences.is_empty() {
         return Err(format!(
             "--resume: the run in {} was started with other settings ({}); repeat the \
@@ -413,22 +412,28 @@ fn load_resume(
     }
     if state.epochs_done >= given.epochs {
         return Err(format!(
-            "--resume: the run in {} has already completed {} of {} epochs; \
-             pass --epochs above {} to train it further",
+            "--resume: the run in {} has already completed {} epochs; pass --epochs above {} \
+             to train it further",
             path.display(),
             state.epochs_done,
-            given.epochs,
             state.epochs_done
         )
         .into());
     }
 
-    if let Some(lr) = args.lr {
+    // Repeating the first run's --lr or --clip keeps the saved values; only
+    // a different one replaces them.
+    if let Some(lr) = args.lr.filter(|&lr| lr != first.lr) {
         tracing::info!(
             "--lr {lr} replaces the saved rate {} from the next epoch",
             state.lr
         );
         state.lr = lr;
+    }
+    let mut clip = first.clip;
+    if let Some(new) = args.clip.filter(|&new| new != first.clip) {
+        tracing::info!("--clip {new} replaces the first run's {clip} from the next epoch");
+        clip = new;
     }
     best_on_disk(&args.save, &mut state);
     Ok(Resumed {
@@ -436,7 +441,7 @@ fn load_resume(
         state,
         options: TrainOptions {
             epochs: given.epochs,
-            clip: args.clip.unwrap_or(first.clip),
+            clip,
             ..first
         },
     })
@@ -471,57 +476,72 @@ fn best_on_disk(save: &Path, state: &mut TrainState) {
     }
 }
 
-/// Lists "FLAG: FIRST then, NOW now" for every top-level field where two
-/// values serialise differently.
-fn differing_fields<T: serde::Serialize>(first: &T, now: &T) -> Vec<String> {
-    // Through text, so that an f32 prints as 0.3 and not as its f64 widening.
-    let as_map = |value: &T| {
-        let text = serde_json::to_string(value).expect("settings serialise");
-        match serde_json::from_str(&text) {
-            Ok(serde_json::Value::Object(map)) => map,
-            _ => unreachable!("settings serialise to a JSON object"),
-        }
+/// Returns the settings that a resume must repeat, as `(flag, value)` in
+/// the form the command line takes them.
+fn settings_as_flags(config: &ModelConfig, options: &TrainOptions) -> Vec<(&'static str, String)> {
+    let (decay, decay_after) = match options.schedule {
+        LrSchedule::Plateau { factor } => (factor, "none".to_string()),
+        LrSchedule::AfterEpoch { after, factor } => (factor, after.to_string()),
     };
-    let (first, now) = (as_map(first), as_map(now));
+    let dropout = &options.dropout;
+    let mode = if dropout.variational {
+        "variational"
+    } else {
+        "standard"
+    };
+    vec![
+        ("--embed", config.embed.to_string()),
+        ("--hidden", config.hidden.to_string()),
+        ("--layers", config.layers.to_string()),
+        ("--no-tie", (!config.tied).to_string()),
+        ("--batch", options.batch.to_string()),
+        ("--bptt", options.bptt.to_string()),
+        ("--lr-decay", decay.to_string()),
+        ("--lr-decay-after", decay_after),
+        ("--dropout-embed", dropout.embed.to_string()),
+        ("--dropout-between", dropout.between.to_string()),
+        ("--dropout-output", dropout.output.to_string()),
+        ("--dropout-mode", mode.to_string()),
+        (
+            "--max-steps",
+            options.max_steps.map_or("none".into(), |n| n.to_string()),
+        ),
+        ("--seed", options.seed.to_string()),
+        ("--eval-batch", options.eval_batch.to_string()),
+    ]
+}
+
+/// Lists "FLAG FIRST then, NOW now" for every setting that differs.
+fn differing_settings(first: &[(&str, String)], now: &[(&str, String)]) -> Vec<String> {
     first
         .iter()
-        .filter(|(name, value)| now.get(*name) != Some(*value))
-        .map(|(name, value)| {
-            let current = now.get(name).map_or("none".to_string(), |v| v.to_string());
-            format!("{}: {value} then, {current} now", flag_for(name))
-        })
+        .zip(now)
+        .filter(|((_, a), (_, b))| a != b)
+        .map(|((flag, a), (_, b))| format!("{flag} {a} then, {b} now"))
         .collect()
 }
 
-/// Returns the flag that sets a field of `ModelConfig` or `TrainOptions`.
-fn flag_for(field: &str) -> &str {
-    match field {
-        "embed" => "--embed",
-        "hidden" => "--hidden",
-        "layers" => "--layers",
-        "tied" => "--no-tie",
-        "batch" => "--batch",
-        "bptt" => "--bptt",
-        "schedule" => "--lr-decay/--lr-decay-after",
-        "dropout" => "--dropout, --dropout-* or --dropout-mode",
-        "max_steps" => "--max-steps",
-        "seed" => "--seed",
-        "eval_batch" => "--eval-batch",
-        other => other,
+/// Rejects a new run whose --save would replace the files of an earlier
+/// run that can still be resumed, unless --overwrite says to.
+fn refuse_to_replace(args: &TrainArgs) -> Result<(), String> {
+    let resume = resume_path(&args.save);
+    if !resume.exists() {
+        return Ok(());
     }
-}
-
-/// Says so when a new run is about to replace the files of an earlier one.
-fn warn_before_replacing(save: &Path) {
-    let resume = resume_path(save);
-    if resume.exists() {
+    if args.overwrite {
         tracing::warn!(
-            "starting a new run: {} and {} will be replaced after its first epoch; \
-             stop now and pass --resume to continue the earlier run instead",
-            save.display(),
+            "--overwrite: {} and {} of the earlier run are replaced after the first epoch",
+            args.save.display(),
             resume.display()
         );
+        return Ok(());
     }
+    Err(format!(
+        "{} holds an earlier run that can be continued: pass --resume to continue it, \
+         --overwrite to start a new run that replaces its files after the first epoch, \
+         or another --save",
+        resume.display()
+    ))
 }
 
 #[cfg(test)]
@@ -570,20 +590,42 @@ mod tests {
     }
 
     #[test]
-    fn differing_fields_name_flags() {
+    fn differing_settings_name_flags() {
+        let config = ModelConfig {
+            vocab: 10,
+            embed: 8,
+            hidden: 8,
+            layers: 2,
+            tied: true,
+        };
         let first = TrainOptions::default();
         let now = TrainOptions {
             batch: 10,
-            dropout: Dropout::uniform(0.3),
+            dropout: Dropout {
+                variational: false,
+                ..Dropout::uniform(0.3)
+            },
+            schedule: LrSchedule::AfterEpoch {
+                after: 6,
+                factor: 1.2,
+            },
             ..TrainOptions::default()
         };
-        let differences = differing_fields(&first, &now);
-        assert_eq!(differences.len(), 2, "{differences:?}");
-        assert_eq!(differences[0], "--batch: 20 then, 10 now");
-        assert!(
-            differences[1].starts_with("--dropout, --dropout-* or --dropout-mode: "),
-            "{differences:?}"
+        let differences = differing_settings(
+            &settings_as_flags(&config, &first),
+            &settings_as_flags(&config, &now),
         );
-        assert!(differences[1].contains(":0.3,"), "{differences:?}");
+        assert_eq!(
+            differences,
+            [
+                "--batch 20 then, 10 now",
+                "--lr-decay 4 then, 1.2 now",
+                "--lr-decay-after none then, 6 now",
+                "--dropout-embed 0.5 then, 0.3 now",
+                "--dropout-between 0.5 then, 0.3 now",
+                "--dropout-output 0.5 then, 0.3 now",
+                "--dropout-mode variational then, standard now",
+            ]
+        );
     }
 }
