@@ -149,6 +149,9 @@ pub struct Progress {
     /// Training tokens per second since the epoch started.
     pub tokens_per_sec: f64,
     pub elapsed_secs: f64,
+    /// Estimated seconds until the epoch's last window, at the epoch's pace
+    /// so far (validation not included).
+    pub epoch_eta_secs: f64,
 }
 
 /// The end of an epoch.
@@ -517,6 +520,8 @@ impl Trainer {
                         lr: self.lr,
                         tokens_per_sec: epoch_tokens as f64 / epoch_secs,
                         elapsed_secs: elapsed(start),
+                        epoch_eta_secs: epoch_secs / (window + 1) as f64
+                            * (steps_in_epoch - window - 1) as f64,
                     });
                     report_loss = 0.0;
                     report_windows = 0;

@@ -394,3 +394,51 @@ fn plot_reports_malformed_line() {
     ]);
     assert_fails_with(&output, &["cannot read metrics file", "absent.jsonl"]);
 }
+
+#[test]
+fn plot_rejects_bad_out_path() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let metrics = dir.path().join("metrics.jsonl");
+    std::fs::write(&metrics, METRICS).expect("metrics written");
+    let jpeg = dir.path().join("curve.jpg");
+    let output = rnnlm(&[
+        "plot",
+        "--metrics",
+        path_str(&metrics),
+        "--out",
+        path_str(&jpeg),
+    ]);
+    assert_fails_with(&output, &["curve.jpg", "PNG only"]);
+    assert!(!jpeg.exists());
+
+    let nested = dir.path().join("absent/curve.png");
+    let output = rnnlm(&[
+        "plot",
+        "--metrics",
+        path_str(&metrics),
+        "--out",
+        path_str(&nested),
+    ]);
+    assert_fails_with(&output, &["absent", "does not exist; create it first"]);
+}
+
+#[test]
+fn score_warns_about_unknown_words() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = tiny_model::save_checkpoint(dir.path(), true);
+    let output = rnnlm_with_stdin(
+        &["score", "--checkpoint", path_str(&path)],
+        "the Cat sat\nthe cat sat on zebra\n",
+    );
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("2 of 8 words are not in the model's vocabulary"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("(first: \"Cat\", \"zebra\")"), "{stderr}");
+
+    let output = rnnlm_with_stdin(&["score", "--checkpoint", path_str(&path)], "the cat sat\n");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("vocabulary"), "{stderr}");
+}

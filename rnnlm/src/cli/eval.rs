@@ -59,7 +59,16 @@ pub fn run(args: EvalArgs) -> CliResult {
         Split::Valid => "ptb.valid.txt",
         Split::Test => "ptb.test.txt",
     };
-    let tokens = encode_file(&loaded.vocab, &args.data.join(file))?;
+    let path = args.data.join(file);
+    if !path.exists() {
+        return Err(format!(
+            "{} not found: pass --data DIR with the PTB files (eval does not download them; \
+             `rnnlm train` does)",
+            path.display()
+        )
+        .into());
+    }
+    let tokens = encode_file(&loaded.vocab, &path)?;
     let eos = loaded
         .vocab
         .eos()

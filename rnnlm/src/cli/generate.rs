@@ -7,7 +7,7 @@ use clap::Args;
 use rnnlm::api::LanguageModel;
 use rnnlm::runtime::{init_threads, kernels_from_env};
 
-use super::CliResult;
+use super::{CliResult, UnknownWords};
 
 #[derive(Args, Debug)]
 pub struct GenerateArgs {
@@ -45,6 +45,11 @@ pub fn run(args: GenerateArgs) -> CliResult {
     });
 
     let text = lm.generate(&args.prompt, args.words, args.temperature, seed)?;
+    if lm.vocab().unk().is_some() {
+        let mut unknown = UnknownWords::default();
+        unknown.count(lm.vocab(), &args.prompt);
+        unknown.warn();
+    }
     let prompt = args.prompt.split_whitespace().collect::<Vec<_>>().join(" ");
     let separator = if prompt.is_empty() || text.is_empty() || text.starts_with('\n') {
         ""

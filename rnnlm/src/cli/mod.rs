@@ -71,3 +71,43 @@ pub fn main() -> ExitCode {
 
 /// Errors of any subcommand, printed as one message.
 pub type CliResult = Result<(), Box<dyn std::error::Error>>;
+
+/// Counts the words of input text that the model's vocabulary lacks, which
+/// the model reads as `<unk>`, to warn about them once at the end.
+#[derive(Default)]
+pub struct UnknownWords {
+    words: usize,
+    unknown: usize,
+    /// The first few unknown words, for the warning.
+    examples: Vec<String>,
+}
+
+impl UnknownWords {
+    /// Number of unknown words the warning quotes.
+    const EXAMPLES: usize = 5;
+
+    pub fn count(&mut self, vocab: &rnnlm::corpus::Vocab, text: &str) {
+        for word in text.split_whitespace() {
+            self.words += 1;
+            if vocab.id(word).is_none() {
+                self.unknown += 1;
+                if self.examples.len() < Self::EXAMPLES {
+                    self.examples.push(format!("{word:?}"));
+                }
+            }
+        }
+    }
+
+    /// Logs a warning when any word was unknown.
+    pub fn warn(&self) {
+        if self.unknown > 0 {
+            tracing::warn!(
+                "{} of {} words are not in the model's vocabulary and count as <unk> (first: {}); \
+                 the PTB vocabulary is lower-case, with numbers written as N",
+                self.unknown,
+                self.words,
+                self.examples.join(", ")
+            );
+        }
+    }
+}

@@ -36,6 +36,27 @@ struct Curves {
 }
 
 pub fn run(args: PlotArgs) -> CliResult {
+    let is_png = args
+        .out
+        .extension()
+        .is_some_and(|ext| ext.eq_ignore_ascii_case("png"));
+    if !is_png {
+        return Err(format!(
+            "--out {}: the plot is written as PNG only; give a name ending in .png",
+            args.out.display()
+        )
+        .into());
+    }
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.is_dir()
+    {
+        return Err(format!(
+            "--out {}: the directory {} does not exist; create it first",
+            args.out.display(),
+            dir.display()
+        )
+        .into());
+    }
     let text = fs::read_to_string(&args.metrics).map_err(|e| {
         format!(
             "cannot read metrics file {}: {e}; pass the file written by `rnnlm train --metrics`",

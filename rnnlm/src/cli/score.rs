@@ -20,7 +20,7 @@ use clap::Args;
 use rnnlm::api::{ApiError, DEFAULT_SCORE_BATCH, LanguageModel, SentenceScore};
 use rnnlm::runtime::{init_threads, kernels_from_env};
 
-use super::CliResult;
+use super::{CliResult, UnknownWords};
 
 /// Lines read and scored per call, so memory stays bounded on long inputs.
 const LINES_PER_CHUNK: usize = 4096;
@@ -94,6 +94,7 @@ fn score_lines(
     let mut total_log_prob = 0.0;
     let mut total_tokens = 0;
     let mut line_number = 0;
+    let mut unknown = UnknownWords::default();
     let mut lines: Vec<String> = Vec::with_capacity(LINES_PER_CHUNK);
     let mut buffer = Vec::new();
     loop {
@@ -119,6 +120,11 @@ fn score_lines(
         }
 
         let sentences: Vec<&str> = lines.iter().map(String::as_str).collect();
+        if lm.vocab().unk().is_some() {
+            for sentence in &sentences {
+                unknown.count(lm.vocab(), sentence);
+            }
+        }
         let scores = lm
             .score_sentences(&sentences)
             .map_err(|error| match error {
@@ -152,6 +158,7 @@ fn score_lines(
     };
     write_row(out, "total", &total)?;
     out.flush()?;
+    unknown.warn();
     Ok(())
 }
 

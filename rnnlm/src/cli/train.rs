@@ -48,8 +48,8 @@ pub struct TrainArgs {
     /// Append JSON lines with progress and per-epoch results to this file.
     #[arg(long)]
     metrics: Option<PathBuf>,
-    /// Start a new run even though the resume file of an earlier run with the
-    /// same --save exists; both of its files are replaced after the first epoch.
+    /// Start a new run even though an earlier run with the same --save left a
+    /// resume file. Both of its files are replaced after the first epoch.
     #[arg(long, conflicts_with = "resume")]
     overwrite: bool,
     /// Continue the run saved at --save from its last completed epoch (its
@@ -396,10 +396,10 @@ fn load_resume(
 
     // --epochs, --lr and --clip may change; every other setting must be the
     // first run's.
-    let given = args.train_options();
+    let requested = args.train_options();
     let differences = differing_settings(
         &settings_as_flags(&saved.model.config, &first),
-        &settings_as_flags(config, &given),
+        &settings_as_flags(config, &requested),
     );
     if !differences.is_empty() {
         return Err(format!(
@@ -410,7 +410,7 @@ fn load_resume(
         )
         .into());
     }
-    if state.epochs_done >= given.epochs {
+    if state.epochs_done >= requested.epochs {
         return Err(format!(
             "--resume: the run in {} has already completed {} epochs; pass --epochs above {} \
              to train it further",
@@ -440,7 +440,7 @@ fn load_resume(
         model: saved.model,
         state,
         options: TrainOptions {
-            epochs: given.epochs,
+            epochs: requested.epochs,
             clip,
             ..first
         },
@@ -522,7 +522,7 @@ fn differing_settings(first: &[(&str, String)], now: &[(&str, String)]) -> Vec<S
 }
 
 /// Rejects a new run whose --save would replace the files of an earlier
-/// run that can still be resumed, unless --overwrite says to.
+/// run that can still be resumed, unless --overwrite is given.
 fn refuse_to_replace(args: &TrainArgs) -> Result<(), String> {
     let resume = resume_path(&args.save);
     if !resume.exists() {
