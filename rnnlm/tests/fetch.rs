@@ -437,3 +437,22 @@ fn refused_connection_gives_offline_error() {
     println!("offline error: {message}");
     assert!(dir_entries(temp.path()).is_empty());
 }
+
+#[test]
+fn known_ptb_mismatches_name_changed_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ptb.valid.txt"), " a changed file\n").unwrap();
+    let mismatches = rnnlm::fetch::known_ptb_mismatches(dir.path());
+    assert_eq!(mismatches.len(), 1, "{mismatches:?}");
+    assert!(
+        mismatches[0].contains("ptb.valid.txt has SHA-256"),
+        "{mismatches:?}"
+    );
+
+    if let Some(ptb) = common::ptb_dir() {
+        assert_eq!(
+            rnnlm::fetch::known_ptb_mismatches(&ptb),
+            Vec::<String>::new()
+        );
+    }
+}

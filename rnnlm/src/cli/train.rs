@@ -8,7 +8,7 @@ use rnnlm::checkpoint;
 use rnnlm::corpus::Corpus;
 use rnnlm::error::ConfigError;
 use rnnlm::eval::{Evaluator, Protocol};
-use rnnlm::fetch::{FetchOptions, ensure_ptb};
+use rnnlm::fetch::{FetchOptions, ensure_ptb, known_ptb_mismatches};
 use rnnlm::model::{Init, Model, ModelConfig};
 use rnnlm::runtime::{init_threads, kernels_from_env};
 use rnnlm::step::Compute;
@@ -220,6 +220,12 @@ pub fn run(args: TrainArgs) -> CliResult {
         ensure_ptb(&args.data, &FetchOptions::from_env())?;
     }
     let corpus = Corpus::load(&args.data)?;
+    for mismatch in known_ptb_mismatches(&args.data) {
+        tracing::warn!(
+            "{mismatch}. Training goes on with the file as it is, but its perplexities are not \
+             comparable with published PTB figures"
+        );
+    }
     let eos = corpus
         .vocab
         .eos()
