@@ -197,13 +197,11 @@ fn generate_prints_prompt_and_api_text() {
 fn generate_rejects_negative_temperature() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let checkpoint = tiny_model::save_checkpoint(dir.path(), true);
-    let output = rnnlm(&[
-        "generate",
-        "--checkpoint",
-        path_str(&checkpoint),
-        "--temperature=-1",
-    ]);
-    assert_fails_with(&output, &["invalid temperature -1"]);
+    for value in [["--temperature=-1"].as_slice(), &["--temperature", "-1"]] {
+        let mut args = vec!["generate", "--checkpoint", path_str(&checkpoint)];
+        args.extend_from_slice(value);
+        assert_fails_with(&rnnlm(&args), &["invalid temperature -1"]);
+    }
 }
 
 #[test]

@@ -195,6 +195,7 @@ fn train_rejects_impossible_settings() {
     assert_rejected(&["--dropout-between", "1.5"], "--dropout-between");
     assert_rejected(&["--lr", "0"], "--lr");
     assert_rejected(&["--lr=-1"], "--lr");
+    assert_rejected(&["--lr", "-1"], "--lr");
     assert_rejected(&["--clip", "0"], "--clip");
     assert_rejected(&["--embed", "4"], "--embed");
     assert_rejected(&["--bptt", "0"], "--bptt");

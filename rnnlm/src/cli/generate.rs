@@ -10,6 +10,8 @@ use rnnlm::runtime::{init_threads, kernels_from_env};
 use super::{CliResult, UnknownWords};
 
 #[derive(Args, Debug)]
+// A negative --temperature then reaches the range check, which names it.
+#[command(allow_negative_numbers = true)]
 pub struct GenerateArgs {
     /// Checkpoint written by `rnnlm train`.
     #[arg(long)]

@@ -35,6 +35,8 @@ pub enum InitKind {
 }
 
 #[derive(Args, Debug)]
+// A mistyped negative value then reaches the range check, which names it.
+#[command(allow_negative_numbers = true)]
 pub struct TrainArgs {
     /// Directory with ptb.train.txt, ptb.valid.txt, ptb.test.txt; fetched there when missing.
     #[arg(long, default_value = "data/ptb")]
