@@ -87,6 +87,13 @@ pub fn save(
         });
     }
     let result = (|| {
+        // Files from safetensors 0.8 came out readable by their owner only
+        // (mode 0600). A model file is shared like the exports are.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644))?;
+        }
         File::open(&tmp)?.sync_all()?;
         fs::rename(&tmp, path)?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -155,7 +162,9 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
     let format = info.remove("format").unwrap_or_default();
     if format != FORMAT {
         return Err(content_error(format!(
-            "metadata key `format` is {format:?}, expected {FORMAT:?}; the file was not written by rnnlm"
+            "metadata key `format` is {format:?}, expected {FORMAT:?}; the file was not written by \
+             `rnnlm train` (the model.safetensors of an `rnnlm export` directory is for PyTorch: \
+             pass the checkpoint that train wrote)"
         )));
     }
     let config_json = info

@@ -440,3 +440,20 @@ fn score_warns_about_unknown_words() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!stderr.contains("vocabulary"), "{stderr}");
 }
+
+#[test]
+fn export_rejects_file_as_out() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let checkpoint = tiny_model::save_checkpoint(dir.path(), true);
+    let file = dir.path().join("notes.txt");
+    std::fs::write(&file, "keep me").expect("file written");
+    let output = rnnlm(&[
+        "export",
+        "--checkpoint",
+        path_str(&checkpoint),
+        "--out",
+        path_str(&file),
+    ]);
+    assert_fails_with(&output, &["notes.txt is a file", "pass a directory path"]);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
+}

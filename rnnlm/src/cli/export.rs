@@ -39,6 +39,14 @@ pub struct ExportArgs {
 
 pub fn run(args: ExportArgs) -> CliResult {
     let loaded = checkpoint::load(&args.checkpoint)?;
+    if args.out.exists() && !args.out.is_dir() {
+        return Err(format!(
+            "--out {} is a file; export writes a directory of three files, so pass a \
+             directory path",
+            args.out.display()
+        )
+        .into());
+    }
     fs::create_dir_all(&args.out).map_err(|e| {
         format!(
             "cannot create the output directory {}: {e}; check --out",
