@@ -81,9 +81,12 @@ pub fn save(
     let written = serialize_to_file(&export_tensors(model), metadata, &tmp);
     if let Err(error) = written {
         let _ = fs::remove_file(&tmp);
-        return Err(CheckpointError::Format {
-            path: path.to_path_buf(),
-            message: error.to_string(),
+        return Err(match error {
+            safetensors::SafeTensorError::IoError(source) => write_error(source),
+            other => CheckpointError::Format {
+                path: path.to_path_buf(),
+                message: other.to_string(),
+            },
         });
     }
     let result = (|| {

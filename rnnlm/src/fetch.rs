@@ -312,21 +312,20 @@ fn log_progress(name: &str, received: u64, expected_len: Option<u64>) {
     }
 }
 
-/// Checks the SHA-256 of a file that is already in place.
 /// Checks each of the three split files present in `dir` against its known
-/// SHA-256 and returns the mismatches, each naming the file and both
-/// digests. A file that cannot be read counts as a mismatch; missing files
-/// are skipped.
-pub fn known_ptb_mismatches(dir: &Path) -> Vec<String> {
+/// SHA-256 and returns the mismatches: [`FetchError::ExistingMismatch`] with
+/// both digests, or the error that kept a file from being read. Missing
+/// files are skipped.
+pub fn known_ptb_mismatches(dir: &Path) -> Vec<FetchError> {
     SPLIT_FILES
         .iter()
         .map(|name| (dir.join(name), name))
         .filter(|(path, _)| path.is_file())
         .filter_map(|(path, name)| verify_present_file(&path, name).err())
-        .map(|error| error.to_string())
         .collect()
 }
 
+/// Checks the SHA-256 of a file that is already in place.
 fn verify_present_file(path: &Path, name: &str) -> Result<(), FetchError> {
     let read_error = |source| FetchError::Io {
         action: "read",

@@ -241,6 +241,16 @@ impl TrainState {
     }
 }
 
+/// Returns how to continue after a divergence in `epoch`: from the last
+/// completed epoch when there is one.
+fn resume_hint(epoch: usize) -> &'static str {
+    if epoch > 1 {
+        ", and --resume with a lower --lr continues from the last completed epoch"
+    } else {
+        ""
+    }
+}
+
 /// Failures during training.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -248,8 +258,8 @@ pub enum TrainError {
     Config(#[from] ConfigError),
     #[error(
         "training diverged at epoch {epoch}, window {step}: the {what} is {value}; \
-         lower --lr (now {lr}) or --clip, or check the data; the best model so far was kept, \
-         and --resume with a lower --lr continues from the last completed epoch"
+         lower --lr (now {lr}) or --clip, or check the data; the best model so far was kept{}",
+        resume_hint(*epoch)
     )]
     Diverged {
         epoch: usize,
@@ -564,6 +574,7 @@ impl Trainer {
                 _ => {}
             }
             self.epochs_done = epoch;
+            self.earlier_secs = summary.elapsed_secs;
             let state = TrainState {
                 epochs_done: epoch,
                 lr: self.lr,

@@ -114,33 +114,40 @@ fn resume_matches_uninterrupted_run() {
 
     // The saved rate after epoch 3 is 20 / 2^3. Repeating the first run's
     // --lr 20 keeps it, and another value replaces it from the next epoch.
-    let last_lr = |output: &Output| {
-        assert!(output.status.success(), "{}", stderr(output));
-        let lines = epoch_lines(output);
+    let last_lr = |epochs: &str, lr: &str| {
+        let output = train(dir.path(), &["--epochs", epochs, "--resume", "--lr", lr]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let lines = epoch_lines(&output);
         let rate = lines.last().unwrap().rsplit("| lr").next().unwrap();
         rate.trim().to_string()
     };
-    assert_eq!(
-        last_lr(&train(
-            dir.path(),
-            &["--epochs", "4", "--resume", "--lr", "20"]
-        )),
-        "2.5"
+    assert_eq!(last_lr("4", "20"), "2.5");
+    assert_eq!(last_lr("5", "7"), "7");
+    // The same command again keeps the rate decayed since: 7 / 2.
+    assert_eq!(last_lr("6", "7"), "3.5");
+
+    // A damaged resume file is rejected with the way out, and kept.
+    let resume = dir.path().join("m.resume.safetensors");
+    let intact = std::fs::read(&resume).unwrap();
+    std::fs::write(&resume, &intact[..intact.len() / 2]).unwrap();
+    fails_with(
+        train(dir.path(), &["--epochs", "7", "--resume"]),
+        "pass --overwrite instead of --resume",
     );
-    assert_eq!(
-        last_lr(&train(
-            dir.path(),
-            &["--epochs", "5", "--resume", "--lr", "7"]
-        )),
-        "7"
-    );
+    std::fs::write(&resume, &intact).unwrap();
 
     let valid = dir.path().join("data/ptb.valid.txt");
     std::fs::write(&valid, "w1 w2 w3\n").unwrap();
     fails_with(
-        train(dir.path(), &["--epochs", "6", "--resume"]),
+        train(dir.path(), &["--epochs", "7", "--resume"]),
         "was trained on other text than the files in data",
     );
+    // --overwrite starts a new run on the new text.
+    let fresh = train(dir.path(), &["--epochs", "1", "--overwrite"]);
+    assert!(fresh.status.success(), "{}", stderr(&fresh));
+    let lines = epoch_lines(&fresh);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with("epoch   1 |"), "{lines:?}");
     let elsewhere = tempfile::tempdir().unwrap();
     write_corpus(elsewhere.path());
     fails_with(

@@ -103,7 +103,7 @@ impl UnknownWords {
         if self.unknown > 0 {
             tracing::warn!(
                 "{} of {} words are not in the model's vocabulary and count as <unk> (first: {}); \
-                 the PTB vocabulary is lower-case, with numbers written as N",
+                 a model trained on PTB knows lower-case words, with numbers written as N",
                 self.unknown,
                 self.words,
                 self.examples.join(", ")

@@ -8,7 +8,7 @@ use rnnlm::checkpoint;
 use rnnlm::corpus::Corpus;
 use rnnlm::error::ConfigError;
 use rnnlm::eval::{Evaluator, Protocol};
-use rnnlm::fetch::{FetchOptions, ensure_ptb, known_ptb_mismatches};
+use rnnlm::fetch::{FetchError, FetchOptions, ensure_ptb, known_ptb_mismatches};
 use rnnlm::model::{Init, Model, ModelConfig};
 use rnnlm::runtime::{init_threads, kernels_from_env};
 use rnnlm::step::Compute;
@@ -223,10 +223,20 @@ pub fn run(args: TrainArgs) -> CliResult {
     }
     let corpus = Corpus::load(&args.data)?;
     for mismatch in known_ptb_mismatches(&args.data) {
-        tracing::warn!(
-            "{mismatch}. Training goes on with the file as it is, but its perplexities are not \
-             comparable with published PTB figures"
-        );
+        match mismatch {
+            FetchError::ExistingMismatch {
+                path,
+                expected,
+                actual,
+            } => tracing::warn!(
+                "{} differs from the published PTB file (SHA-256 {actual}, expected \
+                 {expected}): its perplexities are not comparable with published PTB figures. \
+                 If it is meant to be PTB, delete it and run again without --offline to \
+                 download it",
+                path.display()
+            ),
+            other => tracing::warn!("{other}"),
+        }
     }
     let eos = corpus
         .vocab
@@ -352,16 +362,17 @@ fn load_resume(
     fingerprint: &str,
 ) -> Result<Resumed, Box<dyn std::error::Error>> {
     let path = resume_path(&args.save);
-    let start_anew = "drop --resume to start a new run";
     if !path.exists() {
         return Err(format!(
             "--resume: no resume file at {}; it is written after each epoch of a run with \
-             --save {}; pass the --save of the run to continue, or {start_anew}",
+             --save {}; pass the --save of the run to continue, or drop --resume to start a \
+             new run",
             path.display(),
             args.save.display()
         )
         .into());
     }
+    let start_anew = "pass --overwrite instead of --resume to start a new run over it";
     let saved = checkpoint::load(&path).map_err(|e| format!("--resume: {e}; {start_anew}"))?;
     let metadata = |key: &str| {
         saved.info.get(key).ok_or_else(|| {
@@ -429,14 +440,17 @@ fn load_resume(
         .into());
     }
 
-    // Repeating the first run's --lr or --clip keeps the saved values; only
-    // a different one replaces them.
-    if let Some(lr) = args.lr.filter(|&lr| lr != first.lr) {
+    // Repeating the recorded --lr or --clip keeps the saved values. A
+    // different one replaces them and is recorded in turn, so the same
+    // command run again does not undo the decays since.
+    let mut lr = first.lr;
+    if let Some(new) = args.lr.filter(|&new| new != first.lr) {
         tracing::info!(
-            "--lr {lr} replaces the saved rate {} from the next epoch",
+            "--lr {new} replaces the saved rate {} from the next epoch",
             state.lr
         );
-        state.lr = lr;
+        state.lr = new;
+        lr = new;
     }
     let mut clip = first.clip;
     if let Some(new) = args.clip.filter(|&new| new != first.clip) {
@@ -449,16 +463,19 @@ fn load_resume(
         state,
         options: TrainOptions {
             epochs: requested.epochs,
+            lr,
             clip,
             ..first
         },
     })
 }
 
-/// Lowers the state's best perplexity to that of the best model on disk
-/// when the disk's is lower. A crash between the two writes of an epoch
-/// leaves the resume file one epoch behind the best model, and the repeated
-/// epoch must not replace that model with a worse one.
+/// Lowers the state's best perplexity to just above that of the best model
+/// on disk when the disk's is lower. A crash between the two writes of an
+/// epoch leaves the resume file one epoch behind the best model. The
+/// repeated epoch must not replace that model with a worse one, and when it
+/// repeats the same perplexity it still counts as an improvement, as it did
+/// the first time.
 fn best_on_disk(save: &Path, state: &mut TrainState) {
     // Files from before the full-precision key have the printed value only.
     let on_disk = checkpoint::read_info(save).ok().and_then(|info| {
@@ -473,7 +490,7 @@ fn best_on_disk(save: &Path, state: &mut TrainState) {
                 save.display(),
                 state.best_valid_ppl
             );
-            state.best_valid_ppl = ppl;
+            state.best_valid_ppl = ppl.next_up();
         }
         Some(_) => {}
         None => tracing::warn!(
@@ -586,9 +603,11 @@ mod tests {
         let info = HashMap::from([(VALID_PPL_KEY.to_string(), "10.5".to_string())]);
         checkpoint::save(&save, &model, &vocab, &info).unwrap();
 
+        // Just above the disk's, so that an epoch repeating 10.5 exactly still
+        // counts as an improvement and anything worse does not.
         let mut higher = state(12.0);
         best_on_disk(&save, &mut higher);
-        assert_eq!(higher.best_valid_ppl, 10.5);
+        assert_eq!(higher.best_valid_ppl, 10.5f64.next_up());
         let mut lower = state(9.0);
         best_on_disk(&save, &mut lower);
         assert_eq!(lower.best_valid_ppl, 9.0);
