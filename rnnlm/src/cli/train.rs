@@ -252,7 +252,7 @@ pub fn run(args: TrainArgs) -> CliResult {
         options.validate(corpus.train.len())?;
         (resumed.model, Some(resumed.state))
     } else {
-        refuse_to_replace(&args)?;
+        reject_replacing_run(&args)?;
         (Model::new(config.clone(), args.init(), args.seed)?, None)
     };
     tracing::info!(
@@ -548,7 +548,7 @@ fn differing_settings(first: &[(&str, String)], now: &[(&str, String)]) -> Vec<S
 
 /// Rejects a new run whose --save would replace the files of an earlier
 /// run that can still be resumed, unless --overwrite is given.
-fn refuse_to_replace(args: &TrainArgs) -> Result<(), String> {
+fn reject_replacing_run(args: &TrainArgs) -> Result<(), String> {
     let resume = resume_path(&args.save);
     if !resume.exists() {
         return Ok(());
