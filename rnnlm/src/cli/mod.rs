@@ -86,6 +86,7 @@ impl UnknownWords {
     /// Number of unknown words the warning quotes.
     const EXAMPLES: usize = 5;
 
+    /// Counts the whitespace-separated words of `text` and those `vocab` lacks.
     pub fn count(&mut self, vocab: &rnnlm::corpus::Vocab, text: &str) {
         for word in text.split_whitespace() {
             self.words += 1;
