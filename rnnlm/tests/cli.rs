@@ -29,12 +29,16 @@ fn rnnlm_with_stdin(args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("rnnlm starts");
-    child
+    let written = child
         .stdin
         .take()
         .expect("stdin is piped")
-        .write_all(stdin.as_bytes())
-        .expect("stdin takes the text");
+        .write_all(stdin.as_bytes());
+    // A command that fails before reading its input (a missing checkpoint)
+    // closes the pipe first, so a broken pipe is part of that case.
+    if let Err(error) = written {
+        assert_eq!(error.kind(), std::io::ErrorKind::BrokenPipe, "{error}");
+    }
     child.wait_with_output().expect("rnnlm runs")
 }
 
