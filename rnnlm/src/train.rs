@@ -170,6 +170,17 @@ pub struct EpochSummary {
     pub improved: bool,
 }
 
+/// What the trainer does after a window, as its observer decides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WindowAction {
+    Continue,
+    /// Hand the state to [`Observer::on_checkpoint`], then continue.
+    Checkpoint,
+    /// Hand the state to [`Observer::on_checkpoint`], then stop with
+    /// [`TrainError::Interrupted`].
+    Stop,
+}
+
 /// Receives progress; the CLI draws a bar and writes metrics and checkpoints.
 pub trait Observer {
     /// About every `report_every` windows.
@@ -186,18 +197,34 @@ pub trait Observer {
     fn report_every(&self) -> usize {
         50
     }
+    /// Called after every window. The default never checkpoints or stops.
+    fn after_window(&mut self) -> WindowAction {
+        WindowAction::Continue
+    }
+    /// Receives the model and the state to continue from in the middle of an
+    /// epoch, when [`Observer::after_window`] requested them.
+    fn on_checkpoint(&mut self, _model: &Model, _state: &TrainState) -> Result<(), TrainError> {
+        Ok(())
+    }
 }
 
-/// The progress of a run after a whole number of epochs. With the parameters
-/// of that moment, it is everything [`Trainer::resume`] needs to continue the
-/// run as if it had not stopped (same seed and thread count, same numbers).
+/// The progress of a run after an epoch or, with `partial_epoch`, after any
+/// window. With the parameters of that moment, it is everything
+/// [`Trainer::resume`] needs to continue the run as if it had not stopped
+/// (same seed and thread count, same numbers).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrainState {
     /// Epochs completed, validation included.
     pub epochs_done: usize,
-    /// The learning rate of the next epoch.
+    /// How far the run got into epoch `epochs_done + 1`; `None` at an
+    /// epoch's end.
+    #[serde(default)]
+    pub partial_epoch: Option<PartialEpoch>,
+    /// The learning rate of the next window.
     pub lr: f32,
-    /// Best validation perplexity so far.
+    /// Best validation perplexity so far: infinite before the first
+    /// validation, which JSON stores as `null`.
+    #[serde(with = "infinity_as_null")]
     pub best_valid_ppl: f64,
     /// Windows trained since the run started.
     pub global_step: usize,
@@ -209,25 +236,80 @@ pub struct TrainState {
     pub rng: DropoutRng,
 }
 
+/// The part of an epoch that a run trained before it saved its state:
+/// the position, the sums behind the epoch's figures, and the LSTM states
+/// carried into the next window.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PartialEpoch {
+    /// Windows of the epoch trained.
+    pub windows_done: usize,
+    /// Training tokens in those windows.
+    pub tokens: usize,
+    /// Sum of the windows' mean losses.
+    pub loss_sum: f64,
+    /// Sum of the mean losses, and the number of windows, since the last
+    /// progress report.
+    pub report_loss_sum: f64,
+    pub report_windows: usize,
+    /// Seconds spent training those windows.
+    pub train_secs: f64,
+    /// The hidden and cell states `(B, H)` carried into the next window:
+    /// h then c of layer 0, then of layer 1, and so on.
+    pub carried_state: Vec<f32>,
+}
+
 impl TrainState {
     /// Checks the values a hand-edited or damaged file could get wrong,
     /// naming the field on error.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.epochs_done == 0 {
+        let windows_done = self.partial_epoch.as_ref().map_or(0, |p| p.windows_done);
+        if self.epochs_done == 0 && windows_done == 0 {
             return Err(ConfigError::new(
                 "epochs_done",
                 0,
-                "at least 1 (a state is saved after an epoch)",
+                "at least 1, or a partial epoch of at least 1 window (a state is saved \
+                 after a window)",
             ));
+        }
+        if let Some(partial) = &self.partial_epoch {
+            for (field, value) in [
+                ("partial_epoch.loss_sum", partial.loss_sum),
+                ("partial_epoch.report_loss_sum", partial.report_loss_sum),
+                ("partial_epoch.train_secs", partial.train_secs),
+            ] {
+                if !(value >= 0.0 && value.is_finite()) {
+                    return Err(ConfigError::new(
+                        field,
+                        value,
+                        "a finite number of at least 0",
+                    ));
+                }
+            }
+            if partial.report_windows > partial.windows_done {
+                return Err(ConfigError::new(
+                    "partial_epoch.report_windows",
+                    partial.report_windows,
+                    format!("at most windows_done ({})", partial.windows_done),
+                ));
+            }
+            if let Some(value) = partial.carried_state.iter().find(|v| !v.is_finite()) {
+                return Err(ConfigError::new(
+                    "partial_epoch.carried_state",
+                    value,
+                    "finite numbers",
+                ));
+            }
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return Err(ConfigError::new("lr", self.lr, "a finite number above 0"));
         }
-        if !(self.best_valid_ppl >= 1.0 && self.best_valid_ppl.is_finite()) {
+        // Only a state within the first epoch has no validation behind it.
+        let unvalidated = self.epochs_done == 0 && self.best_valid_ppl == f64::INFINITY;
+        if !(self.best_valid_ppl >= 1.0 && self.best_valid_ppl.is_finite() || unvalidated) {
             return Err(ConfigError::new(
                 "best_valid_ppl",
                 self.best_valid_ppl,
-                "a finite perplexity of at least 1",
+                "a finite perplexity of at least 1 after the first epoch",
             ));
         }
         if !(self.elapsed_secs >= 0.0 && self.elapsed_secs.is_finite()) {
@@ -238,6 +320,22 @@ impl TrainState {
             ));
         }
         Ok(())
+    }
+}
+
+/// Serde format of an `f64` that may be infinite, such as a best
+/// perplexity before the first validation: JSON has no infinity, so it is
+/// written as `null`.
+mod infinity_as_null {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+        let finite = (*value != f64::INFINITY).then_some(*value);
+        finite.serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::INFINITY))
     }
 }
 
@@ -270,6 +368,13 @@ pub enum TrainError {
     },
     #[error("{0}")]
     Observer(String),
+    /// The observer asked the trainer to stop, after it saved the state.
+    #[error("training stopped on request after window {window} of {windows} in epoch {epoch}")]
+    Interrupted {
+        epoch: usize,
+        window: usize,
+        windows: usize,
+    },
 }
 
 /// The state of one training run: the model, its gradient buffer, the best
@@ -297,6 +402,9 @@ pub struct Trainer {
     global_step: usize,
     tokens_seen: usize,
     earlier_secs: f64,
+    /// The trained part of the first epoch of `run`, after a resume from
+    /// the middle of an epoch.
+    partial_epoch: Option<PartialEpoch>,
     /// Whether the pool of the first window has run a faer product on every
     /// thread, so faer's per-thread scratch exists (`prepare_threads`).
     faer_scratch_ready: bool,
@@ -330,6 +438,7 @@ impl Trainer {
             global_step: 0,
             tokens_seen: 0,
             earlier_secs: 0.0,
+            partial_epoch: None,
             faer_scratch_ready: false,
             model,
             options,
@@ -425,19 +534,32 @@ impl Trainer {
             .evaluate(self.cx, &self.model, tokens, eos, Protocol::Full)
     }
 
-    /// Continues a run from `state`, which an observer received at an epoch's
-    /// end, with `self.model` holding the parameters of that moment: `run`
-    /// then starts at epoch `state.epochs_done + 1` and counts windows,
-    /// tokens and time on from there. A best-parameter copy kept in memory
-    /// starts from the resumed parameters, which need not be the best of the
-    /// run: the CLI turns that copy off and keeps the best model on disk.
+    /// Continues a run from `state`, which an observer received, with
+    /// `self.model` holding the parameters of that moment: `run` then starts
+    /// at epoch `state.epochs_done + 1`, after the windows of its partial
+    /// epoch, and counts windows, tokens and time on from there. A
+    /// best-parameter copy kept in memory starts from the resumed parameters,
+    /// which need not be the best of the run: the CLI turns that copy off and
+    /// keeps the best model on disk.
     ///
     /// # Panics
-    /// When `state` fails [`TrainState::validate`].
+    /// When `state` fails [`TrainState::validate`] or its carried states do
+    /// not fit this trainer's model and batch size.
     pub fn resume(&mut self, state: TrainState) {
         if let Err(error) = state.validate() {
             panic!("Trainer::resume: invalid training state: {error}");
         }
+        if let Some(partial) = &state.partial_epoch {
+            let expected = self.carried_state_len();
+            assert_eq!(
+                partial.carried_state.len(),
+                expected,
+                "Trainer::resume: the carried state has {} values, but this model and batch \
+                 size carry {expected}",
+                partial.carried_state.len()
+            );
+        }
+        self.partial_epoch = state.partial_epoch;
         self.epochs_done = state.epochs_done;
         self.lr = state.lr;
         self.best_valid_ppl = state.best_valid_ppl;
@@ -445,6 +567,63 @@ impl Trainer {
         self.tokens_seen = state.tokens_seen;
         self.earlier_secs = state.elapsed_secs;
         self.rng = state.rng;
+    }
+
+    /// Returns the number of values in [`PartialEpoch::carried_state`]: h
+    /// and c, `(B, H)` each, for every layer.
+    pub fn carried_state_len(&self) -> usize {
+        let config = &self.model.config;
+        2 * config.layers * self.options.batch * config.hidden
+    }
+
+    /// Returns the state to continue from after the window just trained,
+    /// with the LSTM states it carries into the next one.
+    fn state_within_epoch(&self, mut partial: PartialEpoch, elapsed_secs: f64) -> TrainState {
+        partial.carried_state.clear();
+        partial.carried_state.reserve(self.carried_state_len());
+        for layer in 0..self.model.config.layers {
+            let (h, c) = self.ws.carried_state(layer);
+            partial.carried_state.extend_from_slice(h);
+            partial.carried_state.extend_from_slice(c);
+        }
+        TrainState {
+            partial_epoch: Some(partial),
+            ..self.state_after_epoch(elapsed_secs)
+        }
+    }
+
+    /// Returns the state to continue from after the last completed epoch.
+    fn state_after_epoch(&self, elapsed_secs: f64) -> TrainState {
+        TrainState {
+            epochs_done: self.epochs_done,
+            partial_epoch: None,
+            lr: self.lr,
+            best_valid_ppl: self.best_valid_ppl,
+            global_step: self.global_step,
+            tokens_seen: self.tokens_seen,
+            elapsed_secs,
+            rng: self.rng.clone(),
+        }
+    }
+
+    /// Starts an epoch: from its beginning with zero states, or where a
+    /// resumed state left it.
+    fn start_epoch(&mut self) -> PartialEpoch {
+        match self.partial_epoch.take() {
+            Some(mut partial) => {
+                let state = self.options.batch * self.model.config.hidden;
+                let carried = std::mem::take(&mut partial.carried_state);
+                for (layer, hc) in carried.chunks_exact(2 * state).enumerate() {
+                    let (h, c) = hc.split_at(state);
+                    self.ws.set_carried_state(layer, h, c);
+                }
+                partial
+            }
+            None => {
+                self.ws.reset_state();
+                PartialEpoch::default()
+            }
+        }
     }
 
     /// Epochs completed so far, counting those before a resume.
@@ -486,12 +665,24 @@ impl Trainer {
 
         for epoch in self.epochs_done + 1..=self.options.epochs {
             let epoch_start = Instant::now();
-            let mut epoch_tokens = 0usize;
-            let (mut epoch_loss, mut epoch_windows) = (0.0f64, 0usize);
-            let (mut report_loss, mut report_windows) = (0.0f64, 0usize);
-            self.ws.reset_state();
+            let mut sums = self.start_epoch();
+            if sums.windows_done > steps_in_epoch {
+                return Err(ConfigError::new(
+                    "--max-steps",
+                    steps_in_epoch,
+                    format!(
+                        "at least the {} windows of epoch {epoch} that the resumed state \
+                         has already trained",
+                        sums.windows_done
+                    ),
+                )
+                .into());
+            }
+            let resumed_secs = sums.train_secs;
+            let epoch_secs =
+                |epoch_start: Instant| resumed_secs + epoch_start.elapsed().as_secs_f64();
 
-            for window in 0..steps_in_epoch {
+            for window in sums.windows_done..steps_in_epoch {
                 let steps = self.load_window(&streams, window);
                 let result = self.train_window(steps);
                 if !result.loss.is_finite() || !result.grad_norm.is_finite() {
@@ -510,34 +701,49 @@ impl Trainer {
                     });
                 }
                 let tokens = steps * self.options.batch;
-                epoch_tokens += tokens;
+                sums.tokens += tokens;
                 self.tokens_seen += tokens;
                 self.global_step += 1;
-                epoch_loss += result.loss;
-                epoch_windows += 1;
-                report_loss += result.loss;
-                report_windows += 1;
+                sums.windows_done += 1;
+                sums.loss_sum += result.loss;
+                sums.report_loss_sum += result.loss;
+                sums.report_windows += 1;
 
-                if report_windows == observer.report_every() || window + 1 == steps_in_epoch {
-                    let epoch_secs = epoch_start.elapsed().as_secs_f64();
+                if sums.report_windows == observer.report_every() || window + 1 == steps_in_epoch {
+                    let secs = epoch_secs(epoch_start);
                     observer.on_progress(&Progress {
                         epoch,
                         step: window + 1,
                         steps_in_epoch,
                         global_step: self.global_step,
                         tokens_seen: self.tokens_seen,
-                        train_ppl: (report_loss / report_windows as f64).exp(),
+                        train_ppl: (sums.report_loss_sum / sums.report_windows as f64).exp(),
                         lr: self.lr,
-                        tokens_per_sec: epoch_tokens as f64 / epoch_secs,
+                        tokens_per_sec: sums.tokens as f64 / secs,
                         elapsed_secs: elapsed(start),
-                        epoch_eta_secs: epoch_secs / (window + 1) as f64
+                        epoch_eta_secs: secs / (window + 1) as f64
                             * (steps_in_epoch - window - 1) as f64,
                     });
-                    report_loss = 0.0;
-                    report_windows = 0;
+                    sums.report_loss_sum = 0.0;
+                    sums.report_windows = 0;
+                }
+
+                let action = observer.after_window();
+                if action != WindowAction::Continue {
+                    sums.train_secs = epoch_secs(epoch_start);
+                    let state = self.state_within_epoch(sums.clone(), elapsed(start));
+                    observer.on_checkpoint(&self.model, &state)?;
+                    if action == WindowAction::Stop {
+                        self.restore_best();
+                        return Err(TrainError::Interrupted {
+                            epoch,
+                            window: window + 1,
+                            windows: steps_in_epoch,
+                        });
+                    }
                 }
             }
-            let train_secs = epoch_start.elapsed().as_secs_f64();
+            let train_secs = epoch_secs(epoch_start);
 
             let valid_ppl = self.evaluate(valid, eos).perplexity();
             if !valid_ppl.is_finite() {
@@ -553,10 +759,10 @@ impl Trainer {
             let improved = valid_ppl < self.best_valid_ppl;
             let summary = EpochSummary {
                 epoch,
-                train_ppl: (epoch_loss / epoch_windows as f64).exp(),
+                train_ppl: (sums.loss_sum / sums.windows_done as f64).exp(),
                 valid_ppl,
                 lr: self.lr,
-                tokens_per_sec: epoch_tokens as f64 / train_secs,
+                tokens_per_sec: sums.tokens as f64 / train_secs,
                 elapsed_secs: elapsed(start),
                 tokens_seen: self.tokens_seen,
                 global_step: self.global_step,
@@ -575,15 +781,7 @@ impl Trainer {
             }
             self.epochs_done = epoch;
             self.earlier_secs = summary.elapsed_secs;
-            let state = TrainState {
-                epochs_done: epoch,
-                lr: self.lr,
-                best_valid_ppl: self.best_valid_ppl,
-                global_step: self.global_step,
-                tokens_seen: self.tokens_seen,
-                elapsed_secs: summary.elapsed_secs,
-                rng: self.rng.clone(),
-            };
+            let state = self.state_after_epoch(summary.elapsed_secs);
             observer.on_epoch(&summary, &self.model, &state)?;
             summaries.push(summary);
         }

@@ -208,6 +208,141 @@ fn train_rejects_impossible_settings() {
     assert_rejected(&["--bptt", "0"], "--bptt");
     // The tiny corpus has 8 tokens: at most 4 streams of 2.
     assert_rejected(&["--batch", "5"], "--batch");
+    assert_rejected(&["--save-every", "-1"], "--save-every");
+    assert_rejected(&["--save-every", "NaN"], "--save-every");
+}
+
+/// Writes a training file of `lines` lines over the 20 words of
+/// `write_corpus`, which stays in place for validation and test.
+fn write_long_training_file(dir: &Path, lines: usize) {
+    let text: String = (0..lines)
+        .map(|line| {
+            let words: Vec<String> = (0..8)
+                .map(|i| format!("w{}", (line * 7 + i * 3) % 20))
+                .collect();
+            words.join(" ") + "\n"
+        })
+        .collect();
+    std::fs::write(dir.join("data/ptb.train.txt"), text).unwrap();
+}
+
+/// Starts `train` with `args` in `dir`, waits for its first progress line,
+/// sends it `signal` (a `kill` option) and returns its output.
+fn signal_after_first_report(args: &[&str], dir: &Path, signal: &str) -> Output {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rnnlm"))
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the rnnlm binary runs");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        let read = stderr.read_line(&mut line).unwrap();
+        assert!(
+            read > 0,
+            "train ended before its first progress line: {seen}"
+        );
+        seen.push_str(&line);
+        if line.starts_with("epoch 1 window") {
+            break;
+        }
+    }
+    let killed = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let mut output = child.wait_with_output().unwrap();
+    output.stderr = (seen + &rest).into_bytes();
+    output
+}
+
+/// Returns the training state in the resume file `path`.
+fn saved_state(path: &Path) -> rnnlm::train::TrainState {
+    let info = rnnlm::checkpoint::read_info(path).unwrap();
+    serde_json::from_str(&info["train_state"]).unwrap()
+}
+
+#[test]
+fn stopped_run_resumes_within_epoch() {
+    // 60,000 lines in windows of 4 x 5 tokens: 27,000 windows, about 2 s
+    // of training at this size, so a run is still in its epoch long after
+    // its first progress line (window 50) reaches the test.
+    let args = |extra: &[&'static str]| {
+        let mut args = vec![
+            "train",
+            "--data",
+            "data",
+            "--offline",
+            "--hidden",
+            "12",
+            "--batch",
+            "4",
+            "--bptt",
+            "5",
+            "--threads",
+            "1",
+            "--epochs",
+            "1",
+            "--save",
+            "m.safetensors",
+        ];
+        args.extend_from_slice(extra);
+        args
+    };
+    let prepare = || {
+        let dir = tempfile::tempdir().unwrap();
+        write_corpus(dir.path());
+        write_long_training_file(dir.path(), 60_000);
+        dir
+    };
+    let straight = prepare();
+    let output = rnnlm(&args(&[]), straight.path());
+    assert!(output.status.success(), "{}", stderr(&output));
+    let expected = epoch_lines(&output);
+    assert_eq!(expected.len(), 1, "{expected:?}");
+
+    // Ctrl-C: the state is saved after the current window, exit status 130.
+    let dir = prepare();
+    let stopped = signal_after_first_report(&args(&[]), dir.path(), "-INT");
+    let message = stderr(&stopped);
+    assert_eq!(stopped.status.code(), Some(130), "{message}");
+    assert!(message.contains("stopping after this window"), "{message}");
+    assert!(
+        message.contains("the same command with --resume continues"),
+        "{message}"
+    );
+    assert!(!message.contains("error:"), "{message}");
+    let state = saved_state(&dir.path().join("m.resume.safetensors"));
+    let windows_done = state.partial_epoch.as_ref().unwrap().windows_done;
+    assert!((50..27_000).contains(&windows_done), "{windows_done}");
+    let resumed = rnnlm(&args(&["--resume"]), dir.path());
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert!(
+        stderr(&resumed).contains(&format!("resuming in epoch 1 after window {windows_done}")),
+        "{}",
+        stderr(&resumed)
+    );
+    assert_eq!(epoch_lines(&resumed), expected);
+
+    // A crash (SIGKILL) loses at most the windows since the last periodic
+    // save; here one is written after every window.
+    let dir = prepare();
+    let killed = signal_after_first_report(&args(&["--save-every", "1e-9"]), dir.path(), "-KILL");
+    assert_eq!(killed.status.code(), None, "{}", stderr(&killed));
+    let state = saved_state(&dir.path().join("m.resume.safetensors"));
+    assert!(state.partial_epoch.unwrap().windows_done >= 50);
+    let resumed = rnnlm(&args(&["--resume"]), dir.path());
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert_eq!(epoch_lines(&resumed), expected);
 }
 
 #[test]

@@ -62,15 +62,38 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
+        Err(error) => match error.downcast_ref::<ExitError>() {
+            Some(exit) => {
+                eprintln!("{}", exit.message);
+                ExitCode::from(exit.code)
+            }
+            None => {
+                eprintln!("error: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
 /// Errors of any subcommand, printed as one message.
 pub type CliResult = Result<(), Box<dyn std::error::Error>>;
+
+/// An end that is not a failure of the command, such as a stop the user
+/// requested: its message is printed without the `error:` prefix and the
+/// process exits with `code` instead of 1.
+#[derive(Debug)]
+pub struct ExitError {
+    pub code: u8,
+    pub message: String,
+}
+
+impl std::fmt::Display for ExitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ExitError {}
 
 /// Counts the words of input text that the model's vocabulary lacks, which
 /// the model reads as `<unk>`, to warn about them once at the end.

@@ -1,18 +1,22 @@
 //! Training progress for people and programs: a progress bar on a terminal
 //! (plain lines otherwise), one summary line per epoch, JSON metrics lines,
 //! the best checkpoint written whenever validation improves, and a resume
-//! file with the last parameters and the training state after every epoch.
+//! file with the last parameters and the training state after every epoch,
+//! every `--save-every` minutes and when a stop is requested.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use rnnlm::checkpoint;
 use rnnlm::corpus::Vocab;
 use rnnlm::model::Model;
-use rnnlm::train::{EpochSummary, Observer, Progress, TrainError, TrainState};
+use rnnlm::train::{EpochSummary, Observer, Progress, TrainError, TrainState, WindowAction};
 use serde_json::json;
 
 pub struct CliObserver {
@@ -22,6 +26,12 @@ pub struct CliObserver {
     vocab: Vocab,
     info: HashMap<String, String>,
     bar: Option<ProgressBar>,
+    /// Time between resume-file writes within an epoch; `None` writes it
+    /// at epoch ends only.
+    save_every: Option<Duration>,
+    last_save: Instant,
+    /// Set by a signal handler: save the state and stop after this window.
+    stop_requested: Arc<AtomicBool>,
 }
 
 /// Returns the path of the resume file (last parameters and training state)
@@ -47,6 +57,7 @@ impl CliObserver {
         save: PathBuf,
         vocab: Vocab,
         info: HashMap<String, String>,
+        save_every: Option<Duration>,
     ) -> std::io::Result<CliObserver> {
         let metrics = match metrics {
             Some(path) => Some(
@@ -70,7 +81,33 @@ impl CliObserver {
             vocab,
             info,
             bar: None,
+            save_every,
+            last_save: Instant::now(),
+            stop_requested: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// Returns the flag that makes training save its state and stop after
+    /// the current window, for a signal handler to set.
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.stop_requested)
+    }
+
+    /// Writes the resume file: the parameters of `model` and `state`.
+    fn save_resume(
+        &mut self,
+        model: &Model,
+        state: &TrainState,
+        mut info: HashMap<String, String>,
+    ) -> Result<(), TrainError> {
+        info.insert(
+            STATE_KEY.into(),
+            serde_json::to_string(state).expect("training state serialises"),
+        );
+        checkpoint::save(&self.resume, model, &self.vocab, &info)
+            .map_err(|e| TrainError::Observer(e.to_string()))?;
+        self.last_save = Instant::now();
+        Ok(())
     }
 
     fn write_metrics(&mut self, record: serde_json::Value) {
@@ -203,20 +240,38 @@ impl Observer for CliObserver {
         info.insert("valid_ppl".into(), valid);
         info.insert(VALID_PPL_KEY.into(), summary.valid_ppl.to_string());
         info.insert("epoch".into(), summary.epoch.to_string());
-        let save = |path: &Path, info: &HashMap<String, String>| {
-            checkpoint::save(path, model, &self.vocab, info)
-                .map_err(|e| TrainError::Observer(e.to_string()))
-        };
         // The best model first: a crash between the two writes then leaves
         // a resume file one epoch behind, which only repeats that epoch.
         if summary.improved {
-            save(&self.save, &info)?;
+            checkpoint::save(&self.save, model, &self.vocab, &info)
+                .map_err(|e| TrainError::Observer(e.to_string()))?;
         }
-        info.insert(
-            STATE_KEY.into(),
-            serde_json::to_string(state).expect("training state serialises"),
+        self.save_resume(model, state, info)
+    }
+
+    fn after_window(&mut self) -> WindowAction {
+        if self.stop_requested.load(Ordering::Relaxed) {
+            return WindowAction::Stop;
+        }
+        match self.save_every {
+            Some(every) if self.last_save.elapsed() >= every => WindowAction::Checkpoint,
+            _ => WindowAction::Continue,
+        }
+    }
+
+    fn on_checkpoint(&mut self, model: &Model, state: &TrainState) -> Result<(), TrainError> {
+        self.save_resume(model, state, self.info.clone())?;
+        let windows = state.partial_epoch.as_ref().map_or(0, |p| p.windows_done);
+        let message = format!(
+            "saved the state after window {windows} of epoch {} to {}",
+            state.epochs_done + 1,
+            self.resume.display()
         );
-        save(&self.resume, &info)
+        match &self.bar {
+            Some(bar) => bar.suspend(|| tracing::info!("{message}")),
+            None => tracing::info!("{message}"),
+        }
+        Ok(())
     }
 }
 

@@ -2,6 +2,9 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use rnnlm::checkpoint;
@@ -12,11 +15,11 @@ use rnnlm::fetch::{FetchError, FetchOptions, ensure_ptb, known_ptb_mismatches};
 use rnnlm::model::{Init, Model, ModelConfig};
 use rnnlm::runtime::{init_threads, kernels_from_env};
 use rnnlm::step::Compute;
-use rnnlm::train::{LrSchedule, TrainOptions, TrainState, Trainer};
+use rnnlm::train::{LrSchedule, TrainError, TrainOptions, TrainState, Trainer};
 use rnnlm::workspace::Dropout;
 
-use super::CliResult;
 use super::observer::{CliObserver, STATE_KEY, VALID_PPL_KEY, resume_path};
+use super::{CliResult, ExitError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum DropoutMode {
@@ -54,13 +57,18 @@ pub struct TrainArgs {
     /// resume file. Both of its files are replaced after the first epoch.
     #[arg(long, conflicts_with = "resume")]
     overwrite: bool,
-    /// Continue the run saved at --save from its last completed epoch (its
+    /// Continue the run saved at --save from its last saved state (its
     /// resume file, e.g. rnnlm-best.resume.safetensors). Repeat the flags of
-    /// the first run. --epochs, --threads and --metrics may change, and an
-    /// --lr or --clip other than the first run's sets the rate or the clip
-    /// norm from the next epoch on.
+    /// the first run. --epochs, --threads, --metrics and --save-every may
+    /// change, and an --lr or --clip other than the first run's sets the
+    /// rate or the clip norm from there on.
     #[arg(long)]
     resume: bool,
+    /// Minutes between writes of the resume file within an epoch (it is
+    /// also written after every epoch and on Ctrl-C); 0 writes it at epoch
+    /// ends only.
+    #[arg(long, default_value_t = 10.0, value_name = "MINUTES")]
+    save_every: f64,
 
     /// Hidden size H of each LSTM layer.
     #[arg(long, default_value_t = 650)]
@@ -133,6 +141,9 @@ pub struct TrainArgs {
     seed: u64,
 }
 
+/// Upper end of --save-every: one year, in minutes.
+const MAX_SAVE_EVERY_MINUTES: f64 = 365.0 * 24.0 * 60.0;
+
 /// The book's learning rate and clip norm, the defaults of --lr and --clip.
 const DEFAULT_LR: f32 = 20.0;
 const DEFAULT_CLIP: f32 = 0.25;
@@ -184,8 +195,22 @@ impl TrainArgs {
         }
     }
 
+    /// Returns the time between resume-file writes within an epoch.
+    fn save_every(&self) -> Option<Duration> {
+        (self.save_every > 0.0).then(|| Duration::from_secs_f64(self.save_every * 60.0))
+    }
+
     /// Rejects impossible settings that do not depend on the data.
     fn validate(&self) -> Result<(), ConfigError> {
+        // Duration::from_secs_f64 panics on infinite and huge values, and a
+        // value above a year is a mistyped flag rather than a plan.
+        if !(0.0..=MAX_SAVE_EVERY_MINUTES).contains(&self.save_every) {
+            return Err(ConfigError::new(
+                "--save-every",
+                self.save_every,
+                format!("minutes from 0 (epoch ends only) to {MAX_SAVE_EVERY_MINUTES}"),
+            ));
+        }
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(ConfigError::new(
                 "--dropout",
@@ -284,22 +309,53 @@ pub fn run(args: TrainArgs) -> CliResult {
         args.save.clone(),
         corpus.vocab.clone(),
         info,
+        args.save_every(),
     )?;
+    let resume_file = resume_path(&args.save);
     tracing::info!(
-        "after each epoch: the best model so far goes to {}, and the state to continue \
-         from with --resume to {}",
+        "after each epoch the best model so far goes to {}; the state to continue from \
+         with --resume goes to {} then, {}and on Ctrl-C",
         args.save.display(),
-        resume_path(&args.save).display()
+        resume_file.display(),
+        if args.save_every > 0.0 {
+            format!("every {} minutes within an epoch ", args.save_every)
+        } else {
+            String::new()
+        }
     );
+    stop_on_signal(observer.stop_flag())?;
     let mut trainer = Trainer::new(model, options, kernels, threads);
     if let Some(state) = state {
+        let position = match &state.partial_epoch {
+            Some(partial) => format!(
+                "in epoch {} after window {}",
+                state.epochs_done + 1,
+                partial.windows_done
+            ),
+            None => format!("after epoch {}", state.epochs_done),
+        };
+        let best = match state.best_valid_ppl {
+            ppl if ppl.is_finite() => format!("best valid ppl {ppl:.2}"),
+            _ => "no validation yet".to_string(),
+        };
         tracing::info!(
-            "resuming after epoch {} at lr {}, clip {} (best valid ppl {:.2})",
-            state.epochs_done,
+            "resuming {position} at lr {}, clip {} ({best})",
             state.lr,
             trainer.options.clip,
-            state.best_valid_ppl
         );
+        if let Some(partial) = &state.partial_epoch
+            && partial.carried_state.len() != trainer.carried_state_len()
+        {
+            return Err(format!(
+                "--resume: the training state in {} carries {} LSTM state values, but this \
+                 model and batch size carry {}; pass --overwrite instead of --resume to start \
+                 a new run over it",
+                resume_file.display(),
+                partial.carried_state.len(),
+                trainer.carried_state_len()
+            )
+            .into());
+        }
         observer.resumed(&state);
         trainer.resume(state);
     }
@@ -307,7 +363,20 @@ pub fn run(args: TrainArgs) -> CliResult {
     // holding a second copy of the parameters in memory would only raise
     // the peak resident size.
     trainer.keep_best_in_memory(false);
-    trainer.run(&corpus.train, &corpus.valid, eos, &mut observer)?;
+    match trainer.run(&corpus.train, &corpus.valid, eos, &mut observer) {
+        Ok(_) => {}
+        Err(error @ TrainError::Interrupted { .. }) => {
+            return Err(Box::new(ExitError {
+                code: EXIT_INTERRUPTED,
+                message: format!(
+                    "{error}. The state is saved in {}: the same command with --resume \
+                     continues from there",
+                    resume_file.display()
+                ),
+            }));
+        }
+        Err(error) => return Err(error.into()),
+    }
     let best_valid = trainer.best_valid_ppl();
     drop(trainer);
 
@@ -323,6 +392,24 @@ pub fn run(args: TrainArgs) -> CliResult {
     );
     observer.finish(best_valid, test.perplexity())?;
     Ok(())
+}
+
+/// Exit status after a stop on SIGINT or SIGTERM, by the shell convention
+/// of 128 + the number of SIGINT.
+const EXIT_INTERRUPTED: u8 = 130;
+
+/// Makes SIGINT (Ctrl-C) and SIGTERM set `stop`, so that training saves its
+/// state and stops after the current window. A second signal exits at once.
+fn stop_on_signal(stop: Arc<AtomicBool>) -> Result<(), ctrlc::Error> {
+    ctrlc::set_handler(move || {
+        if stop.swap(true, Ordering::SeqCst) {
+            eprintln!("rnnlm: second interrupt, exiting without saving the current window");
+            std::process::exit(EXIT_INTERRUPTED.into());
+        }
+        eprintln!(
+            "rnnlm: stopping after this window to save the state; interrupt again to exit at once"
+        );
+    })
 }
 
 /// Metadata key of the corpus fingerprint, which a resume compares.
@@ -364,9 +451,9 @@ fn load_resume(
     let path = resume_path(&args.save);
     if !path.exists() {
         return Err(format!(
-            "--resume: no resume file at {}; it is written after each epoch of a run with \
-             --save {}; pass the --save of the run to continue, or drop --resume to start a \
-             new run",
+            "--resume: no resume file at {}; a run with --save {} writes it after each epoch, \
+             every --save-every minutes and when stopped with Ctrl-C; pass the --save of the \
+             run to continue, or drop --resume to start a new run",
             path.display(),
             args.save.display()
         )
@@ -446,7 +533,7 @@ fn load_resume(
     let mut lr = first.lr;
     if let Some(new) = args.lr.filter(|&new| new != first.lr) {
         tracing::info!(
-            "--lr {new} replaces the saved rate {} from the next epoch",
+            "--lr {new} replaces the saved rate {} from here on",
             state.lr
         );
         state.lr = new;
@@ -454,7 +541,7 @@ fn load_resume(
     }
     let mut clip = first.clip;
     if let Some(new) = args.clip.filter(|&new| new != first.clip) {
-        tracing::info!("--clip {new} replaces the first run's {clip} from the next epoch");
+        tracing::info!("--clip {new} replaces the first run's {clip} from here on");
         clip = new;
     }
     best_on_disk(&args.save, &mut state);
@@ -493,6 +580,8 @@ fn best_on_disk(save: &Path, state: &mut TrainState) {
             state.best_valid_ppl = ppl.next_up();
         }
         Some(_) => {}
+        // Within the first epoch no model has been validated yet.
+        None if state.epochs_done == 0 => {}
         None => tracing::warn!(
             "no readable best model at {}; the next epoch that beats valid ppl {:.2} writes it",
             save.display(),
@@ -578,6 +667,7 @@ mod tests {
     fn state(best_valid_ppl: f64) -> TrainState {
         TrainState {
             epochs_done: 2,
+            partial_epoch: None,
             lr: 5.0,
             best_valid_ppl,
             global_step: 10,
