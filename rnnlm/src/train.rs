@@ -340,10 +340,10 @@ mod infinity_as_null {
 }
 
 /// Returns how to continue after a divergence in `epoch`: from the last
-/// completed epoch when there is one.
+/// saved state, which exists for certain after a completed epoch.
 fn resume_hint(epoch: usize) -> &'static str {
     if epoch > 1 {
-        ", and --resume with a lower --lr continues from the last completed epoch"
+        ", and --resume with a lower --lr continues from the last saved state"
     } else {
         ""
     }
@@ -368,7 +368,7 @@ pub enum TrainError {
     },
     #[error("{0}")]
     Observer(String),
-    /// The observer asked the trainer to stop, after it saved the state.
+    /// The observer requested a stop, after it received the state.
     #[error("training stopped on request after window {window} of {windows} in epoch {epoch}")]
     Interrupted {
         epoch: usize,
