@@ -338,8 +338,10 @@ fn stopped_run_resumes_within_epoch() {
     let dir = prepare();
     let killed = signal_after_first_report(&args(&["--save-every", "1e-9"]), dir.path(), "-KILL");
     assert_eq!(killed.status.code(), None, "{}", stderr(&killed));
+    // The progress line of window 50 comes before that window's save, so
+    // the kill may land before it: window 49's save is the last certain one.
     let state = saved_state(&dir.path().join("m.resume.safetensors"));
-    assert!(state.partial_epoch.unwrap().windows_done >= 50);
+    assert!(state.partial_epoch.unwrap().windows_done >= 49);
     let resumed = rnnlm(&args(&["--resume"]), dir.path());
     assert!(resumed.status.success(), "{}", stderr(&resumed));
     assert_eq!(epoch_lines(&resumed), expected);
