@@ -313,8 +313,8 @@ pub fn run(args: TrainArgs) -> CliResult {
     )?;
     let resume_file = resume_path(&args.save);
     tracing::info!(
-        "after each epoch the best model so far goes to {}; the state to continue from \
-         with --resume goes to {} then, {}and on Ctrl-C",
+        "after each epoch the best model so far goes to {}. The state to continue from \
+         with --resume goes to {} after each epoch, {}and on Ctrl-C",
         args.save.display(),
         resume_file.display(),
         if args.save_every > 0.0 {
